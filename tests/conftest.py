@@ -1,0 +1,57 @@
+"""Shared fixtures: small real data sets made once per test session.
+
+Everything is real files in temporary folders: a synthetic ChestX-ray14 tree (exact NIH
+layout, small images so that CPU tests stay fast) and TFRecord conversions of it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Small enough for 2 CPU cores, large enough for several patients per split and for the
+# common findings to appear in validation.
+SYNTH_IMAGES = 240
+SYNTH_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic ChestX-ray14 folder in the archive layout (images_001/images/...)."""
+    from converters.synth import generate
+
+    root = tmp_path_factory.mktemp("chestxray14")
+    generate(root, images=SYNTH_IMAGES, size=SYNTH_SIZE, seed=7)
+    return root
+
+
+@pytest.fixture(scope="session")
+def records_png(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
+    """A lossless PNG conversion of `synth_root`, several shards per split."""
+    from converters.tfrecord import ConversionOptions, convert
+
+    out = tmp_path_factory.mktemp("records-png")
+    convert(ConversionOptions(source=synth_root, out=out, encoding="png", shard_count=3,
+                              workers=1))
+    return out
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """The environment for child processes: the repo importable, TF quiet."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["TF_USE_LEGACY_KERAS"] = "1"
+    return env
