@@ -26,6 +26,9 @@ for arg in "$@"; do
 done
 
 say() { printf '[setup] %s\n' "$*" >&2; }
+# pip warns about every package for the optional local mirrors some images configure; the
+# warnings are noise here, real errors still show.
+quiet_pip() { "$py" -m pip "$@" 2> >(grep -v "Location 'file:" >&2); }
 
 # --- system packages -------------------------------------------------------------------
 need_apt=()
@@ -64,8 +67,8 @@ extras=""
 stamp="$venv/.chexbench-installed$([ "$dev" = 1 ] && echo -dev)"
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
   say "installing Python packages (first time: TensorFlow is a large download)"
-  "$py" -m pip install -q --upgrade pip
-  "$py" -m pip install -q -e "$repo$extras"
+  quiet_pip install -q --upgrade pip
+  quiet_pip install -q -e "$repo$extras"
   touch "$stamp"
 fi
 
