@@ -1,0 +1,435 @@
+"""Run jobs: one process group each, a timeout, a log, and a result file whatever happens.
+
+The runner does not care what a job's command is: a Horovod launch of `bench.run`, or a
+tiny script in a test. For each job it
+
+- starts the argv in a new session (its own process group), stdin closed, stdout and
+  stderr appended to `run-<repeat>.log` in the cell's folder;
+- on timeout stops the whole group: SIGTERM, then SIGKILL after a grace period;
+- on Ctrl-C (KeyboardInterrupt) stops the whole group the same way and re-raises, writing
+  nothing: an interrupted run is not a failure;
+- when the job wrote no result file for its repeat (crash, timeout, launcher failure),
+  writes one with `bench.results.failure_result` (status failed or timeout, exit code,
+  log tail), so that every attempted repeat leaves exactly one record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from bench import launchers, results
+
+if TYPE_CHECKING:
+    from bench.plan import Cell
+
+LOG_TAIL_CHARS = 4000
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One repeat of one cell, ready to start."""
+
+    cell_id: str
+    slug: str
+    repeat: int
+    directory: Path
+    argv: tuple[str, ...]
+    timeout_s: float
+    kill_grace_s: float = 10.0
+    env: Mapping[str, str] | None = None
+    # What a failure result records: the planned cell, the sweep's name, the RunConfig.
+    cell: Mapping[str, Any] = field(default_factory=dict)
+    sweep: str | None = None
+    config: Mapping[str, Any] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / f"run-{self.repeat}.log"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended: its status, exit code, wall time and the result file it left."""
+
+    job: Job
+    status: str
+    exit_code: int | None
+    wall_s: float
+    result_path: Path | None
+    message: str
+
+
+def run_job(job: Job) -> Outcome:
+    """Start the job, wait (bounded by its timeout), stop what is left, record the result."""
+    job.directory.mkdir(parents=True, exist_ok=True)
+    before = set(results.find_results(job.directory))
+    started = time.monotonic()
+    with job.log_path.open("ab") as log:
+        log.write(f"# chexbench runner {results.utc_now()}: {shlex.join(job.argv)}\n".encode())
+        log.flush()
+        exit_code, timed_out, launch_error = _execute(job, log)
+    wall_s = time.monotonic() - started
+    written = _results_for(job, set(results.find_results(job.directory)) - before)
+    if written:
+        return _from_worker_result(job, written[-1], exit_code, wall_s, timed_out)
+    status = "timeout" if timed_out else "failed"
+    message = _failure_message(job, exit_code, timed_out, launch_error)
+    path = write_failure(
+        job, status=status, message=message, exit_code=exit_code, log_tail=log_tail(job.log_path)
+    )
+    return Outcome(job, status, exit_code, wall_s, path, message)
+
+
+def _execute(job: Job, log: Any) -> tuple[int | None, bool, str | None]:
+    """Exit code, whether it timed out, and why it could not start (None if it started)."""
+    try:
+        process = subprocess.Popen(
+            list(job.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(job.env) if job.env is not None else None,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    except OSError as error:
+        log.write(f"# chexbench runner: cannot start {job.argv[0]}: {error}\n".encode())
+        return None, False, f"cannot start {job.argv[0]!r}: {error.strerror or error}"
+    try:
+        exit_code = process.wait(timeout=job.timeout_s)
+    except subprocess.TimeoutExpired:
+        stop_group(process, job.kill_grace_s)
+        log.write(
+            f"# chexbench runner: timed out after {job.timeout_s:g} s; "
+            "process group stopped\n".encode()
+        )
+        return process.returncode, True, None
+    except BaseException:
+        # Ctrl-C or SIGTERM of the sweep: no job outlives it.
+        stop_group(process, job.kill_grace_s)
+        raise
+    _stop_stragglers(process.pid)
+    return exit_code, False, None
+
+
+def stop_group(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM the job's whole process group, SIGKILL it after `grace_s` if still there."""
+    _signal_group(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_s)
+    deadline = time.monotonic() + grace_s
+    while _group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _signal_group(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+def _stop_stragglers(group: int) -> None:
+    """A rank left behind by a launcher that already exited would hold the cores."""
+    if _group_alive(group):
+        _signal_group(group, signal.SIGTERM)
+        time.sleep(1.0)
+        _signal_group(group, signal.SIGKILL)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the sweep dies (even by SIGKILL). Linux only."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _results_for(job: Job, paths: set[Path]) -> list[Path]:
+    """New result files of this job's repeat, oldest first."""
+    found = []
+    for path in sorted(paths):
+        try:
+            document = results.load_result(path)
+        except (results.ResultSchemaError, OSError):
+            continue
+        if document.get("repeat") == job.repeat:
+            found.append((document.get("finished_at") or "", path))
+    return [path for _, path in sorted(found)]
+
+
+def _from_worker_result(
+    job: Job, path: Path, exit_code: int | None, wall_s: float, timed_out: bool
+) -> Outcome:
+    status = results.load_result(path)["status"]
+    notes = []
+    if timed_out:
+        notes.append(f"timed out after {job.timeout_s:g} s, after writing its result")
+    if exit_code not in (0, None) and status == "ok":
+        notes.append(f"exit code {exit_code} after an ok result")
+    message = "; ".join(notes) or ("ok" if status == "ok" else "the worker reported failure")
+    return Outcome(job, status, exit_code, wall_s, path, message)
+
+
+def _failure_message(
+    job: Job, exit_code: int | None, timed_out: bool, launch_error: str | None
+) -> str:
+    if launch_error:
+        return launch_error
+    if timed_out:
+        return f"timed out after {job.timeout_s:g} s (process group stopped)"
+    if exit_code == 0:
+        return "exited 0 without writing a result file"
+    if exit_code is not None and exit_code < 0:
+        return f"killed by signal {signal.Signals(-exit_code).name}"
+    return f"exited with code {exit_code} without writing a result file"
+
+
+def write_failure(
+    job: Job, *, status: str, message: str, exit_code: int | None = None, log_tail: str = ""
+) -> Path:
+    """The result of a repeat that left none of its own."""
+    document = results.failure_result(
+        status=status,
+        message=message,
+        cell=dict(job.cell),
+        exit_code=exit_code,
+        log_tail=log_tail,
+        sweep=job.sweep,
+        cell_id=job.cell_id,
+        repeat=job.repeat,
+        config=dict(job.config) if job.config is not None else None,
+    )
+    return results.write_result(job.directory, document)
+
+
+def log_tail(path: Path, limit: int = LOG_TAIL_CHARS) -> str:
+    try:
+        with path.open("rb") as stream:
+            stream.seek(max(0, path.stat().st_size - limit))
+            return stream.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def repeat_statuses(directory: Path) -> dict[int, tuple[str, Path]]:
+    """The newest result of each repeat in a cell folder: repeat → (status, path)."""
+    newest: dict[int, tuple[str, str, Path]] = {}
+    for path in results.find_results(directory):
+        try:
+            document = results.load_result(path)
+        except (results.ResultSchemaError, OSError):
+            continue  # unreadable: the repeat counts as not done
+        repeat = int(document["repeat"])
+        stamp = document.get("finished_at") or document.get("started_at") or ""
+        if repeat not in newest or stamp >= newest[repeat][0]:
+            newest[repeat] = (stamp, document["status"], path)
+    return {repeat: (status, path) for repeat, (_, status, path) in newest.items()}
+
+
+def skip(job: Job, reason: str) -> Outcome:
+    """Record a repeat that could not start because its data could not be prepared."""
+    message = f"not run: {reason}"
+    path = write_failure(job, status="failed", message=message)
+    return Outcome(job, "failed", None, 0.0, path, message)
+
+
+# ---------------------------------------------------------------- cells → jobs, summary
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job and the planned cell it runs."""
+
+    job: Job
+    cell_ref: Cell
+
+
+def pending_jobs(
+    cells: Sequence[Cell], sweep_dir: Path, *, resume: bool, env: Mapping[str, str]
+) -> list[PlannedJob]:
+    """One job per cell and repeat; with `resume`, only repeats without an ok result."""
+    jobs = []
+    for cell in cells:
+        directory = sweep_dir / cell.folder
+        done = repeat_statuses(directory) if resume else {}
+        for repeat in range(cell.repeats):
+            if done.get(repeat, ("",))[0] == "ok":
+                continue
+            job = Job(
+                cell_id=cell.id,
+                slug=cell.slug,
+                repeat=repeat,
+                directory=directory,
+                argv=tuple(launchers.command(cell, repeat, environ=env)),
+                timeout_s=cell.timeout_s,
+                kill_grace_s=cell.launcher.kill_grace_s,
+                env=env,
+                cell=result_cell(cell),
+                sweep=cell.config.sweep,
+                config=_config_dict(cell, repeat),
+            )
+            jobs.append(PlannedJob(job, cell))
+    return jobs
+
+
+def result_cell(cell: Cell) -> dict[str, Any]:
+    """result["cell"] as bench.run writes it, for the results the runner writes itself."""
+    settings = cell.settings
+    synthetic = settings["mode"] == "synthetic"
+    return {
+        "model": settings["model"],
+        "mode": settings["mode"],
+        "data_format": None if synthetic else settings["data_format"],
+        "encoding": cell.encoding,
+        "pipeline": None if synthetic else settings["pipeline"],
+        "engine": "single" if cell.launcher.kind == "local" else "horovod",
+        "gpus": cell.gpus,
+        "nodes": cell.nodes,
+        "device": None,  # the job never reported which device it ran on
+        "batch_per_gpu": settings["batch_per_gpu"],
+        "global_batch": settings["batch_per_gpu"] * cell.gpus,
+        "precision": settings["precision"],
+        "image_size": settings["image_size"],
+        "xla": settings["xla"],
+        "steps": settings["steps"],
+        "warmup_steps": settings["warmup_steps"],
+        "conversion": cell.conversion,
+        "slug": cell.slug,
+    }
+
+
+def _config_dict(cell: Cell, repeat: int) -> dict[str, Any]:
+    config = dataclasses.asdict(cell.config.replace(repeat=repeat))
+    return {key: str(value) if isinstance(value, Path) else value for key, value in config.items()}
+
+
+class Progress:
+    """`[i/N] slug (repeat r/R)` lines on stderr with elapsed time and an ETA."""
+
+    def __init__(self, *, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.stream = stream
+        self.done = 0
+        self.started = time.monotonic()
+        self.durations: list[float] = []
+
+    def start(self, job: Job) -> None:
+        print(
+            f"[{self.done + 1}/{self.total}] {job.slug} repeat {job.repeat}: started "
+            f"(log {job.log_path})",
+            file=self.stream,
+            flush=True,
+        )
+
+    def finish(self, outcome: Outcome) -> None:
+        self.done += 1
+        self.durations.append(outcome.wall_s)
+        elapsed = time.monotonic() - self.started
+        left = (self.total - self.done) * (sum(self.durations) / len(self.durations))
+        detail = "" if outcome.status == "ok" else f" ({outcome.message})"
+        print(
+            f"[{self.done}/{self.total}] {outcome.job.slug} repeat {outcome.job.repeat}: "
+            f"{outcome.status}{detail} in {outcome.wall_s:.1f} s; elapsed "
+            f"{_clock(elapsed)}, ETA {_clock(left)}",
+            file=self.stream,
+            flush=True,
+        )
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def summarise(
+    name: str, cells: Sequence[Cell], sweep_dir: Path, *, started_at: str, interrupted: bool
+) -> dict[str, Any]:
+    """summary.json: every planned cell's status, read back from the result files."""
+    entries = [_cell_summary(cell, sweep_dir) for cell in cells]
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+    return {
+        "schema_version": 1,
+        "name": name,
+        "started_at": started_at,
+        "finished_at": results.utc_now(),
+        "interrupted": interrupted,
+        "counts": counts,
+        "cells": entries,
+    }
+
+
+def _cell_summary(cell: Cell, sweep_dir: Path) -> dict[str, Any]:
+    directory = sweep_dir / cell.folder
+    statuses = repeat_statuses(directory)
+    repeats, rates = [], []
+    for repeat in range(cell.repeats):
+        status, path = statuses.get(repeat, ("pending", None))
+        repeats.append(
+            {
+                "repeat": repeat,
+                "status": status,
+                "result": str(path.relative_to(sweep_dir)) if path else None,
+                "log": f"{cell.folder}/run-{repeat}.log",
+            }
+        )
+        if path is not None and status == "ok":
+            rates.append(_images_per_sec(path))
+    found = {entry["status"] for entry in repeats}
+    status = next((s for s in ("failed", "timeout", "pending") if s in found), "ok")
+    return {
+        "cell_id": cell.id,
+        "slug": cell.slug,
+        "dir": cell.folder,
+        "status": status,
+        "repeats": repeats,
+        "images_per_sec": rates,
+        **result_cell(cell),
+    }
+
+
+def _images_per_sec(path: Path) -> float | None:
+    document = results.load_result(path)
+    throughput = document.get("throughput") or {}
+    return throughput.get("images_per_sec")
+
+
+def summary_table(summary: Mapping[str, Any], selected: Sequence[str] = ()) -> str:
+    """A one-screen table: cell, status, repeats ok, images/s."""
+    from tabulate import tabulate
+
+    rows = []
+    for entry in summary["cells"]:
+        if selected and entry["cell_id"] not in selected:
+            continue
+        ok = sum(1 for repeat in entry["repeats"] if repeat["status"] == "ok")
+        rates = [rate for rate in entry["images_per_sec"] if rate is not None]
+        rate = f"{sum(rates) / len(rates):.1f}" if rates else "-"
+        rows.append([entry["slug"], entry["status"], f"{ok}/{len(entry['repeats'])}", rate])
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(summary["counts"].items()))
+    table = tabulate(rows, headers=["cell", "status", "ok", "images/s"], tablefmt="simple")
+    return f"sweep {summary['name']}: {counts}\n{table}"

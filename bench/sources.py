@@ -1,0 +1,292 @@
+"""The source stage: where examples come from (raw image files or TFRecord shards).
+
+This is the only stage in which raw files and TFRecords differ (the structure of
+official/core/input_reader.py: source -> decode -> parse -> preprocess). A source stage
+turns a `Source` into a dataset of *encoded elements*, one per example:
+
+    payload   string   the file path (raw) or the serialized tf.train.Example (tfrecord)
+    source_id int64    index into Source.files (the image file, or the shard)
+    record    int64    record index inside the shard; -1 for raw files
+    problem   int32    0, or why the element is known bad before decoding (PROBLEMS)
+    label     float32 [14]  (raw: from the CSV; tfrecord: parsed later, zeros here)
+
+and `loader(source)` gives the function that turns one such element into
+(uint8 image [H, W, 1], float32 label [14]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+from bench.preprocess import decode_image
+from converters import features
+from converters.labels import NUM_LABELS
+
+FORMATS = ("raw", "tfrecord")
+# problem codes carried by an element; the guard turns them into messages.
+PROBLEM_NONE = 0
+PROBLEM_UNREADABLE = 1
+PROBLEM_EXTRA_RECORD = 2
+PROBLEMS = {
+    PROBLEM_UNREADABLE: "unreadable record (the shard is truncated or corrupt from here on)",
+    PROBLEM_EXTRA_RECORD: "the shard holds more records than its manifest lists",
+}
+READ_BUFFER_BYTES = 8 * 1024 * 1024
+# Every tf.data function here is plain TensorFlow: skipping AutoGraph conversion
+# saves seconds of dataset construction.
+plain = tf.autograph.experimental.do_not_convert
+
+Element = dict[str, tf.Tensor]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """What a pipeline reads: the files of one split, and how to read them."""
+
+    format: str  # "raw" | "tfrecord"
+    split: str
+    num_examples: int
+    files: tuple[str, ...]  # raw: one image per file; tfrecord: the shards
+    description: dict[str, Any]  # JSON-able, stored in result["dataset"]
+    labels: tuple[tuple[int, ...], ...] = ()  # raw only: per file, multi-hot
+    record_counts: tuple[int, ...] = ()  # tfrecord only: per shard, from the manifest
+    compression: str = "none"  # tfrecord only: "none" | "gzip"
+    encoding: str = "png"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"source format must be raw or tfrecord, got {self.format!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadPlan:
+    """How the source stage reads, decided by the pipeline structure (bench.pipelines)."""
+
+    training: bool
+    parallel: bool  # tuned: interleave shards in parallel
+    worker_index: int
+    num_workers: int
+    repeat: bool
+    shuffle_seed: int
+    cycle_length: int | None = None
+    shuffle_buffer: int = 1024
+
+
+def raw_source(data_dir: Path, split: str, *, val_fraction: float = 0.1, seed: int = 0) -> Source:
+    """The split's image files from a ChestX-ray14 folder (via the data layer), CSV order."""
+    from converters.chestxray import read_chestxray14
+
+    dataset = read_chestxray14(Path(data_dir))
+    records = [
+        r for r in dataset.split(split, val_fraction=val_fraction, seed=seed) if r.path is not None
+    ]
+    if not records:
+        raise ValueError(f"{data_dir}: split {split!r} has no images on disk")
+    description = {
+        "source": "raw",
+        "path": str(data_dir),
+        "split": split,
+        "images": len(records),
+        "encoding": "png",
+        "compression": None,
+        "records_dir": None,
+        "image_size": None,
+        "files": len(records),
+        "val_fraction": val_fraction,
+        "split_seed": seed,
+    }
+    return Source(
+        format="raw",
+        split=split,
+        num_examples=len(records),
+        files=tuple(str(r.path) for r in records),
+        labels=tuple(tuple(r.labels) for r in records),
+        description=description,
+    )
+
+
+def tfrecord_source(records_dir: Path, split: str) -> Source:
+    """The split's shards from a conversion (its manifest.json), in order."""
+    from converters.manifest import load_manifest
+
+    manifest = load_manifest(Path(records_dir))
+    paths = manifest.shard_paths(split)
+    counts = tuple(shard.records for shard in manifest.shards[split])
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{records_dir}: split {split!r}: missing shards: {missing}")
+    total = manifest.record_count(split)
+    if total == 0:
+        raise ValueError(f"{records_dir}: split {split!r} has no records")
+    description = {
+        "source": "tfrecord",
+        "path": str(records_dir),
+        "records_dir": str(records_dir),
+        "split": split,
+        "images": total,
+        "encoding": manifest.encoding,
+        "compression": manifest.compression,
+        "image_size": manifest.image_size,
+        "shards": len(paths),
+        "format_version": manifest.format_version,
+    }
+    return Source(
+        format="tfrecord",
+        split=split,
+        num_examples=total,
+        files=tuple(str(path) for path in paths),
+        record_counts=counts,
+        compression=manifest.compression,
+        encoding=manifest.encoding,
+        description=description,
+    )
+
+
+def encoded_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
+    """The source stage: encoded elements, sharded, shuffled and repeated as `plan` says."""
+    if source.format == "raw":
+        return _raw_elements(source, plan)
+    return _tfrecord_elements(source, plan)
+
+
+def uses_file_sharding(source: Source, plan: ReadPlan) -> bool:
+    """Training shards whole files by worker; evaluation (and too few files) shards elements.
+
+    For raw sources a file is an element, so both are the same thing.
+    """
+    return plan.training and len(source.files) >= plan.num_workers
+
+
+def _raw_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
+    paths = tf.constant(source.files)
+    labels = tf.constant(source.labels, tf.float32)
+    ids = tf.data.Dataset.range(len(source.files)).shard(plan.num_workers, plan.worker_index)
+    if plan.training:
+        ids = ids.shuffle(len(source.files), seed=plan.shuffle_seed, reshuffle_each_iteration=True)
+    if plan.repeat:
+        ids = ids.repeat()
+
+    def element(index: tf.Tensor) -> Element:
+        return {
+            "payload": paths[index],
+            "source_id": index,
+            "record": tf.constant(-1, tf.int64),
+            "problem": tf.constant(PROBLEM_NONE),
+            "label": labels[index],
+        }
+
+    return ids.map(plain(element))
+
+
+def _tfrecord_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
+    file_sharding = uses_file_sharding(source, plan)
+    shard_ids = tf.data.Dataset.range(len(source.files))
+    if file_sharding:
+        shard_ids = shard_ids.shard(plan.num_workers, plan.worker_index)
+    if plan.training:
+        shard_ids = shard_ids.shuffle(
+            len(source.files), seed=plan.shuffle_seed, reshuffle_each_iteration=True
+        )
+    if plan.repeat:
+        shard_ids = shard_ids.repeat()
+    read = _shard_reader(source, buffer_size=READ_BUFFER_BYTES if plan.parallel else None)
+    if plan.parallel:
+        # Element sharding needs every worker to see the same order before it shards.
+        deterministic = not (plan.training and file_sharding)
+        records = shard_ids.interleave(
+            plain(read),
+            cycle_length=plan.cycle_length or tf.data.AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+    else:
+        records = shard_ids.flat_map(plain(read))
+    if not file_sharding:
+        records = records.shard(plan.num_workers, plan.worker_index)
+    if plan.training and plan.shuffle_buffer > 1:
+        records = records.shuffle(
+            plan.shuffle_buffer, seed=plan.shuffle_seed + 1, reshuffle_each_iteration=True
+        )
+    return records
+
+
+def _shard_reader(source: Source, *, buffer_size: int | None) -> Callable[[tf.Tensor], Any]:
+    """shard id -> its records as elements, with unreadable records kept as problems.
+
+    TensorFlow's reader errors (truncated or corrupt data) do not name the file. Each shard
+    is read with errors caught and then padded to the record count its manifest lists, plus
+    one: a padding element where a record should be marks the first record that could not
+    be read (the guard reports it with the shard and record index), and a real record in
+    the extra slot means the shard holds more records than the manifest says.
+    """
+    paths = tf.constant(source.files)
+    counts = tf.constant(source.record_counts, tf.int64)
+    compression = "GZIP" if source.compression == "gzip" else ""
+
+    def read(shard_id: tf.Tensor) -> tf.data.Dataset:
+        records = tf.data.TFRecordDataset(
+            paths[shard_id], compression_type=compression, buffer_size=buffer_size
+        )
+        readable = records.map(plain(lambda data: (data, True))).ignore_errors()
+        padding = tf.data.Dataset.from_tensors((tf.constant(""), False)).repeat()
+        expected = counts[shard_id]
+        slots = tf.data.Dataset.range(expected + 1)
+        numbered = tf.data.Dataset.zip((slots, readable.concatenate(padding)))
+
+        def element(index: tf.Tensor, item: tuple[tf.Tensor, tf.Tensor]) -> Element:
+            data, was_read = item
+            problem = tf.where(
+                index < expected,
+                tf.where(was_read, PROBLEM_NONE, PROBLEM_UNREADABLE),
+                tf.where(was_read, PROBLEM_EXTRA_RECORD, -1),
+            )
+            return {
+                "payload": data,
+                "source_id": shard_id,
+                "record": index,
+                "problem": problem,
+                "label": tf.zeros([NUM_LABELS], tf.float32),
+            }
+
+        # -1: the expected end of the shard, not an element.
+        return numbered.map(plain(element)).filter(plain(lambda e: e["problem"] >= 0))
+
+    return read
+
+
+def loader(source: Source) -> Callable[[Element], tuple[tf.Tensor, tf.Tensor]]:
+    """The function that decodes one encoded element to (uint8 [H, W, 1], float32 [14])."""
+    return _load_raw if source.format == "raw" else _load_record
+
+
+def _load_raw(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
+    path = element["payload"]
+    is_jpeg = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.jpe?g")
+    image_format = tf.where(is_jpeg, "jpeg", "png")
+    zero = tf.constant(0, tf.int64)
+    image = decode_image(tf.io.read_file(path), image_format, zero, zero, zero + 1)
+    return image, element["label"]
+
+
+_FEATURE_SPEC: dict[str, Any] | None = None
+
+
+def _load_record(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
+    global _FEATURE_SPEC
+    if _FEATURE_SPEC is None:
+        _FEATURE_SPEC = features.tf_feature_spec()
+    parsed = tf.io.parse_single_example(element["payload"], _FEATURE_SPEC)
+    image = decode_image(
+        parsed[features.IMAGE_ENCODED],
+        parsed[features.IMAGE_FORMAT],
+        parsed[features.IMAGE_HEIGHT],
+        parsed[features.IMAGE_WIDTH],
+        parsed[features.IMAGE_CHANNELS],
+    )
+    return image, tf.cast(parsed[features.LABEL], tf.float32)

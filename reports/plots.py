@@ -1,0 +1,361 @@
+"""The report's figures, as PNG bytes (matplotlib Agg, no display, byte-for-byte repeatable).
+
+A figure that has nothing to plot keeps a `note` saying why instead of its PNG.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure as MplFigure
+
+from reports import analysis
+from reports.format import DISPLAY_KEYS, describe_cell
+from reports.frame import NA_KEY
+from reports.telemetry import run_series
+
+DPI = 110
+MAX_UTILIZATION_CELLS = 4
+MAX_LEGEND_DEVICES = 4
+# Fixed style so that output does not depend on a user's matplotlibrc.
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "savefig.dpi": DPI,
+    "path.simplify": False,
+    "svg.hashsalt": "chexbench",
+}
+COLORS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#7f7f7f",
+    "#bcbd22",
+)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure for the report: its file name, title, caption, and PNG or why not."""
+
+    name: str
+    title: str
+    caption: str
+    png: bytes | None = None
+    note: str | None = None
+
+
+def all_figures(
+    cells: pd.DataFrame, runs: pd.DataFrame, results: Mapping[str, dict[str, Any]]
+) -> list[Figure]:
+    with plt.rc_context(STYLE):
+        return [
+            scaling_figure(cells),
+            efficiency_figure(cells),
+            speedup_figure(cells),
+            supply_demand_figure(cells),
+            utilization_figure(cells, runs, results),
+        ]
+
+
+def scaling_figure(cells: pd.DataFrame) -> Figure:
+    title, name = "Images/s against GPUs", "scaling.png"
+    caption = (
+        "Median images/s (global) per GPU count, one panel per model; the dashed line "
+        "of the same colour is ideal linear scaling from the 1-GPU cell."
+    )
+    series = _series(cells)
+    if not series:
+        return Figure(name, title, caption, note="no synthetic, train or fit cell finished")
+    if cells["gpus"].nunique() < 2:
+        return Figure(name, title, caption, note="every cell ran on a single GPU count")
+    models = sorted({key[0] for key in series})
+    figure, axes = _panels(len(models))
+    for axis, model in zip(axes, models, strict=True):
+        for color, (key, points) in zip(_cycle(), _of_model(series, model), strict=False):
+            gpus, ips = points["gpus"].tolist(), points["images_per_sec"].tolist()
+            axis.plot(gpus, ips, marker="o", color=color, label=key[1])
+            base = points[points["gpus"] == 1]["images_per_sec"]
+            if not base.empty:
+                axis.plot(
+                    gpus,
+                    [base.iloc[0] * n for n in gpus],
+                    linestyle="--",
+                    color=color,
+                    alpha=0.6,
+                    linewidth=1,
+                )
+        _gpu_axis(axis, cells, model, "images/s (global)")
+    return Figure(name, title, caption, _png(figure))
+
+
+def efficiency_figure(cells: pd.DataFrame) -> Figure:
+    title, name = "Scaling efficiency", "efficiency.png"
+    caption = (
+        "Images/s at N GPUs / (N x images/s at 1 GPU) for each series with a 1-GPU "
+        "cell; 100% is linear."
+    )
+    frame = analysis.scaling_frame(cells)
+    if frame.empty or frame["gpus"].nunique() < 2:
+        return Figure(
+            name,
+            title,
+            caption,
+            note="needs cells at 1 GPU and at more GPUs with otherwise equal settings",
+        )
+    series = _series(frame)
+    models = sorted({key[0] for key in series})
+    figure, axes = _panels(len(models))
+    for axis, model in zip(axes, models, strict=True):
+        for color, (key, points) in zip(_cycle(), _of_model(series, model), strict=False):
+            axis.plot(
+                points["gpus"], points["efficiency"] * 100, marker="o", color=color, label=key[1]
+            )
+        axis.axhline(100, color="black", linewidth=0.8, linestyle=":")
+        axis.set_ylim(0, max(110, float(frame["efficiency"].max() * 100) + 10))
+        _gpu_axis(axis, frame, model, "efficiency (%)")
+    return Figure(name, title, caption, _png(figure))
+
+
+def speedup_figure(cells: pd.DataFrame) -> Figure:
+    title, name = "TFRecord over raw files", "speedup.png"
+    caption = (
+        "Speedup of TFRecords over raw files (images/s tfrecord / raw - 1) in training, "
+        "per model and GPU count."
+    )
+    frame = analysis.speedup_frame(cells)
+    training = frame[frame["mode"].isin(analysis.TRAINING_MODES)] if not frame.empty else frame
+    if training.empty:
+        return Figure(
+            name, title, caption, note="no training cell has both a raw and a tfrecord variant"
+        )
+    training = training.assign(
+        group=[
+            _label(
+                row,
+                (
+                    "source",
+                    "mode",
+                    "input",
+                    "pipeline",
+                    "precision",
+                    "batch_per_gpu",
+                    "image_size",
+                    "xla",
+                ),
+                training,
+            )
+            for _, row in training.iterrows()
+        ]
+    )
+    gpus = sorted(training["gpus"].unique())
+    bars = sorted({(row["model"], row["group"]) for _, row in training.iterrows()})
+    figure, axis = plt.subplots(figsize=(7.5, 3.8))
+    width = 0.8 / len(bars)
+    for index, (color, (model, group)) in enumerate(zip(_cycle(), bars, strict=False)):
+        chosen = training[(training["model"] == model) & (training["group"] == group)]
+        xs = [gpus.index(n) + (index - (len(bars) - 1) / 2) * width for n in chosen["gpus"]]
+        values = (chosen["speedup"] * 100).tolist()
+        label = f"{model} {group}".strip()
+        drawn = axis.bar(xs, values, width=width * 0.9, color=color, label=label)
+        axis.bar_label(drawn, labels=[f"{v:+.1f}%" for v in values], fontsize=7, padding=2)
+    axis.axhline(0, color="black", linewidth=0.8)
+    axis.set_xticks(range(len(gpus)), [f"{n} GPU{'s' if n != 1 else ''}" for n in gpus])
+    axis.set_ylabel("speedup (%)")
+    axis.margins(y=0.2)
+    axis.legend(loc="best")
+    return Figure(name, title, caption, _png(figure))
+
+
+def supply_demand_figure(cells: pd.DataFrame) -> Figure:
+    title, name = "Supply against demand", "supply_demand.png"
+    caption = (
+        "What the input pipeline alone supplies (pipeline mode, dashed, per format) "
+        "against what the model consumes on random data (synthetic mode, solid, per "
+        "model), in images/s per GPU count. Where a dashed line is below a solid one "
+        "the input cannot feed that model."
+    )
+    demand = cells[cells["mode"] == "synthetic"]
+    supply = cells[cells["mode"] == "pipeline"]
+    if demand.empty or supply.empty:
+        missing = "synthetic" if demand.empty else "pipeline"
+        return Figure(name, title, caption, note=f"no {missing}-mode cell in these results")
+    figure, axis = plt.subplots(figsize=(7.5, 3.8))
+    colors = _cycle()
+    for frame, style, varying in (
+        (demand, "-", ("source", "model", "precision", "xla", "batch_per_gpu", "image_size")),
+        (supply, "--", ("source", "input", "pipeline", "batch_per_gpu", "image_size")),
+    ):
+        labels = sorted({_label(row, varying, frame) for _, row in frame.iterrows()})
+        for label in labels:
+            same = [_label(row, varying, frame) == label for _, row in frame.iterrows()]
+            points = frame.loc[pd.Series(same, index=frame.index, dtype=bool)]
+            points = points.groupby("gpus", sort=True)["images_per_sec"].max()
+            tag = "demand" if style == "-" else "supply"
+            axis.plot(
+                points.index,
+                points.values,
+                linestyle=style,
+                marker="o",
+                color=next(colors),
+                label=f"{tag}: {label}",
+            )
+    gpus = sorted(cells["gpus"].unique())
+    axis.set_xticks(gpus)
+    axis.set_xlabel("GPUs")
+    axis.set_ylabel("images/s (global)")
+    axis.set_ylim(bottom=0)
+    axis.legend(loc="best")
+    return Figure(name, title, caption, _png(figure))
+
+
+def utilization_figure(
+    cells: pd.DataFrame, runs: pd.DataFrame, results: Mapping[str, dict[str, Any]]
+) -> Figure:
+    title, name = "GPU utilization over time", "gpu_utilization.png"
+    caption = (
+        "NVML utilization of each GPU over the first repeat of up to "
+        f"{MAX_UTILIZATION_CELLS} training cells (the most GPUs first, one per model "
+        "and format); the shaded span is the measured window, the rest is start-up "
+        "and warm-up."
+    )
+    chosen = _utilization_runs(runs, results)
+    if not chosen:
+        training = runs[(runs["status"] == "ok") & runs["mode"].isin(analysis.TRAINING_MODES)]
+        reasons = sorted(
+            {
+                (results[path].get("telemetry") or {}).get("gpu_unavailable") or "no GPU samples"
+                for path in training["path"]
+            }
+        )
+        why = f" ({'; '.join(reasons)})" if reasons else ""
+        return Figure(name, title, caption, note=f"no finished training run has GPU samples{why}")
+    figure, axes = plt.subplots(
+        len(chosen), 1, figsize=(7.5, 1.9 * len(chosen) + 0.4), sharex=False, squeeze=False
+    )
+    for axis, (cell_name, result) in zip(axes[:, 0], chosen, strict=True):
+        series, window = run_series(result)
+        for color, device in zip(_cycle(), series, strict=False):
+            axis.plot(
+                device.t_s, device.utilization_pct, color=color, linewidth=1.2, label=device.label
+            )
+        if window:
+            axis.axvspan(window[0], window[1], color="#2ca02c", alpha=0.08)
+        axis.set_ylim(0, 105)
+        axis.set_ylabel("util %")
+        if len(series) <= MAX_LEGEND_DEVICES:
+            axis.set_title(cell_name, loc="left", fontsize=9)
+            axis.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=len(series))
+        else:  # a legend of 16 GPUs would hide the plot: one line each, unnamed
+            axis.set_title(
+                f"{cell_name} ({len(series)} GPUs, one line each)", loc="left", fontsize=9
+            )
+    axes[-1, 0].set_xlabel("seconds since sampling started")
+    return Figure(name, title, caption, _png(figure))
+
+
+def _utilization_runs(
+    runs: pd.DataFrame, results: Mapping[str, dict[str, Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Training runs with GPU samples: most GPUs first, one per (source, model, format)."""
+    candidates = runs[(runs["status"] == "ok") & runs["mode"].isin(analysis.TRAINING_MODES)]
+    sampled = candidates["path"].map(
+        lambda path: bool(((results[path].get("telemetry") or {}).get("gpu") or {}).get("devices"))
+    )
+    candidates = candidates.loc[sampled.astype(bool)]
+    candidates = candidates.sort_values(["gpus", "repeat"], ascending=[False, True], kind="stable")
+    chosen, seen = [], set()
+    for _, run in candidates.iterrows():
+        key = (run["source"], run["model"], run["data_format"], run["encoding"])
+        if key in seen:
+            continue
+        seen.add(key)
+        name = describe_cell(results[run["path"]].get("cell") or {})
+        if runs["source"].nunique() > 1:
+            name = f"{run['source']}: {name}"
+        chosen.append((name, results[run["path"]]))
+        if len(chosen) == MAX_UTILIZATION_CELLS:
+            break
+    return sorted(chosen, key=lambda item: item[0])
+
+
+def _series(cells: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """Cells grouped into lines: (model, label) -> points sorted by GPU count."""
+    plotted = cells[cells["mode"] != "pipeline"]
+    varying = [key for key in DISPLAY_KEYS if key not in ("model", "gpus", "nodes", "engine")]
+    result: dict[tuple[str, str], pd.DataFrame] = {}
+    for _, cell in plotted.iterrows():
+        key = (cell["model"], _label(cell, varying, plotted))
+        result[key] = (
+            pd.concat([result[key], cell.to_frame().T]) if key in result else cell.to_frame().T
+        )
+    return {key: points.sort_values("gpus") for key, points in sorted(result.items())}
+
+
+def _of_model(
+    series: Mapping[tuple[str, str], pd.DataFrame], model: str
+) -> Iterable[tuple[tuple[str, str], pd.DataFrame]]:
+    return [(key, points) for key, points in series.items() if key[0] == model]
+
+
+def _label(row: pd.Series, keys: Sequence[str], frame: pd.DataFrame) -> str:
+    """The values of `keys` that vary within `frame`, joined: the legend text of a line."""
+    parts = [
+        str(row[key])
+        for key in keys
+        if key in frame and frame[key].nunique() > 1 and row[key] != NA_KEY
+    ]
+    if not parts:
+        parts = [
+            str(row[key])
+            for key in ("mode", "input", "pipeline")
+            if key in row and key in keys and row[key] != NA_KEY
+        ]
+    return " ".join(parts)
+
+
+def _panels(count: int) -> tuple[MplFigure, list[Any]]:
+    figure, axes = plt.subplots(1, count, figsize=(3.9 * count + 0.6, 3.6), squeeze=False)
+    return figure, list(axes[0])
+
+
+def _gpu_axis(axis: Any, frame: pd.DataFrame, model: str, ylabel: str) -> None:
+    axis.set_xticks(sorted(frame["gpus"].unique()))
+    axis.set_xlabel("GPUs")
+    axis.set_ylabel(ylabel)
+    axis.set_title(model, loc="left")
+    axis.set_ylim(bottom=0)
+    axis.legend(loc="best")
+
+
+def _cycle() -> Iterable[str]:
+    while True:
+        yield from COLORS
+
+
+def _png(figure: MplFigure) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(figure)
+    return buffer.getvalue()

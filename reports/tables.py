@@ -1,0 +1,411 @@
+"""The report's result tables: derived figures formatted, with what each table means.
+
+Each function returns a `reports.format.Table`; one with nothing to show says why (a sweep
+with only raw cells has no speedup table, and the table's `missing` reason says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from reports import analysis
+from reports.format import (
+    NA,
+    Table,
+    fmt_epochs,
+    fmt_megabytes,
+    fmt_number,
+    fmt_pct,
+    fmt_rate,
+    fmt_ratio,
+    fmt_seconds,
+    fmt_yes_no,
+    fraction,
+    headers_for,
+    identity,
+    identity_keys,
+    is_missing,
+    numeric_flags,
+)
+from reports.frame import CELL_KEYS, NA_KEY
+from reports.load import ResultsSet
+from reports.telemetry import GpuStats, cell_gpu_stats, cell_host_cpu_pct
+
+
+def throughput_table(cells: pd.DataFrame) -> Table:
+    intro = (
+        "Images per second of every cell that finished: the median over its repeats, "
+        "with the spread as min-max over the repeats (one repeat: no spread). "
+        "Global = all GPUs together."
+    )
+    if cells.empty:
+        return Table(
+            "throughput",
+            "Throughput per cell",
+            intro,
+            missing="no run finished with a throughput figure",
+        )
+    keys = identity_keys(cells, always=("model", "mode", "gpus"))
+    rows = []
+    for _, cell in cells.iterrows():
+        spread = (
+            NA + " (1 repeat)"
+            if cell["repeats"] < 2
+            else f"{cell['ips_min']:,.1f}-{cell['ips_max']:,.1f}"
+        )
+        rows.append(
+            (
+                *identity(cell, keys),
+                str(cell["repeats"]),
+                fmt_rate(cell["images_per_sec"]),
+                spread,
+                fmt_rate(cell["images_per_sec_per_gpu"]),
+                fmt_number(
+                    cell["step_p50_s"] * 1000 if not is_missing(cell["step_p50_s"]) else None
+                ),
+            )
+        )
+    headers = (
+        *headers_for(keys),
+        "Repeats",
+        "Images/s (global, median)",
+        "Spread (min-max)",
+        "Images/s per GPU",
+        "Step p50 (ms)",
+    )
+    return Table(
+        "throughput", "Throughput per cell", intro, headers, tuple(rows), numeric_flags(keys, 5)
+    )
+
+
+def scaling_table(cells: pd.DataFrame) -> Table:
+    intro = (
+        "Each multi-GPU cell against the 1-GPU cell with the same settings. "
+        "Scaling = images/s at N GPUs / images/s at 1 GPU; "
+        "efficiency = scaling / N (100% is perfectly linear)."
+    )
+    frame = analysis.scaling_frame(cells)
+    frame = frame[frame["gpus"] > 1] if not frame.empty else frame
+    if frame.empty:
+        reason = (
+            "every cell ran on a single GPU count"
+            if cells["gpus"].nunique() < 2
+            else "no multi-GPU cell has a 1-GPU cell with otherwise equal settings"
+        )
+        return Table("scaling", "Scaling efficiency", intro, missing=reason)
+    keys = identity_keys(frame, always=("model", "mode", "gpus"))
+    rows = tuple(
+        (
+            *identity(row, keys),
+            fmt_rate(row["baseline_ips"]),
+            fmt_rate(row["images_per_sec"]),
+            f"{row['scaling']:.2f}x",
+            fmt_pct(row["efficiency"]),
+        )
+        for _, row in frame.iterrows()
+    )
+    headers = (
+        *headers_for(keys),
+        "Images/s at 1 GPU",
+        "Images/s at N GPUs",
+        "Scaling",
+        "Efficiency",
+    )
+    return Table("scaling", "Scaling efficiency", intro, headers, rows, numeric_flags(keys, 4))
+
+
+def speedup_table(cells: pd.DataFrame) -> Table:
+    intro = (
+        "TFRecords against raw image files, cells equal in everything but the data "
+        "format (the poster reports +8.39% for ResNet50 and +13.1% for DenseNet121 at "
+        "4 V100s). Speedup = images/s tfrecord / images/s raw - 1. Pipeline-mode rows "
+        "compare what each format can supply without a model."
+    )
+    frame = analysis.speedup_frame(cells)
+    if frame.empty:
+        formats = set(cells["data_format"]) - {NA_KEY} if not cells.empty else set()
+        if "tfrecord" not in formats or "raw" not in formats:
+            have = f"only {', '.join(sorted(formats))}" if formats else "neither"
+            reason = f"needs both raw and tfrecord cells; these results have {have}"
+        else:
+            reason = "no tfrecord cell has a raw cell with otherwise equal settings"
+        return Table("speedup", "TFRecord over raw files", intro, missing=reason)
+    frame = frame.sort_values(
+        "mode", key=lambda mode: ~mode.isin(analysis.TRAINING_MODES), kind="stable"
+    )
+    keys = identity_keys(frame, always=("model", "mode", "gpus"))
+    rows = tuple(
+        (
+            *identity(row, keys),
+            fmt_rate(row["raw_ips"]),
+            fmt_rate(row["tfrecord_ips"]),
+            fmt_pct(row["speedup"], signed=True),
+        )
+        for _, row in frame.iterrows()
+    )
+    headers = (*headers_for(keys), "Images/s raw", "Images/s tfrecord", "Speedup")
+    return Table("speedup", "TFRecord over raw files", intro, headers, rows, numeric_flags(keys, 3))
+
+
+def input_bound_table(cells: pd.DataFrame) -> Table:
+    intro = (
+        "Is training waiting for its input? Synthetic = the model on random tensors "
+        "already on the device (what the GPUs can consume); pipeline = the input "
+        "pipeline alone (what it can supply). Input-bound share = 1 - train / synthetic: "
+        "the fraction of the GPUs' capacity lost to the input (about 0 or below: not "
+        "input-bound, within noise). Headroom = pipeline / synthetic: below 1 the input "
+        "cannot keep up even with no model in the way."
+    )
+    frame = analysis.input_bound_frame(cells)
+    if frame.empty:
+        return Table(
+            "input_bound",
+            "Input-bound share and pipeline headroom",
+            intro,
+            missing="no train or fit cell finished",
+        )
+    always = ("model", "mode", "input", "pipeline", "gpus")
+    keys = (
+        identity_keys(frame, always=always[:1] + always[2:], skip=("mode",))
+        if frame["mode"].nunique() == 1
+        else identity_keys(frame, always=always)
+    )
+    rows = tuple(
+        (
+            *identity(row, keys),
+            fmt_rate(row["images_per_sec"]),
+            fmt_rate(row["synthetic_ips"]),
+            fmt_rate(row["pipeline_ips"]),
+            fmt_pct(row["input_bound_share"]),
+            fmt_ratio(row["headroom"]),
+        )
+        for _, row in frame.iterrows()
+    )
+    notes = []
+    if frame["synthetic_ips"].isna().any():
+        notes.append(
+            "n/a in Synthetic: no synthetic-mode cell with the same model, GPUs, "
+            "batch and precision, so the share cannot be computed."
+        )
+    if frame["pipeline_ips"].isna().any():
+        notes.append(
+            "n/a in Pipeline: no pipeline-mode cell with the same format, pipeline, "
+            "GPUs and batch."
+        )
+    headers = (
+        *headers_for(keys),
+        "Images/s train",
+        "Images/s synthetic",
+        "Images/s pipeline",
+        "Input-bound share",
+        "Headroom",
+    )
+    return Table(
+        "input_bound",
+        "Input-bound share and pipeline headroom",
+        intro,
+        headers,
+        rows,
+        numeric_flags(keys, 5),
+        tuple(notes),
+    )
+
+
+def gpu_table(
+    cells: pd.DataFrame, runs: pd.DataFrame, results: Mapping[str, dict[str, Any]]
+) -> Table:
+    intro = (
+        "NVML samples inside each run's measured window (warm-up excluded), pooled over "
+        "the cell's GPUs and repeats: mean and 10th percentile of utilization (p10: "
+        "the level the GPUs stay above 90% of the time), mean power per GPU, peak "
+        "memory used on any one GPU. Host CPU: the mean use of all the hosts' cores in the "
+        "same window (psutil), where the input pipeline decodes."
+    )
+    if cells.empty:
+        return Table("gpu", "GPU utilization, power and memory", intro, missing="no run finished")
+    keys = identity_keys(cells, always=("model", "mode", "gpus"))
+    rows = []
+    unwindowed = False
+    reasons: list[str] = []
+    ok = runs[runs["status"] == "ok"]
+    for _, cell in cells.iterrows():
+        mask = (ok[list(CELL_KEYS)] == cell[list(CELL_KEYS)]).all(axis=1)
+        cell_results = [results[path] for path in ok[mask]["path"]]
+        stats = cell_gpu_stats(cell_results)
+        host_cpu = fmt_pct(fraction(cell_host_cpu_pct(cell_results)))
+        if isinstance(stats, GpuStats):
+            unwindowed = unwindowed or not stats.windowed
+            figures = (
+                fmt_pct(fraction(stats.utilization_mean_pct)),
+                fmt_pct(fraction(stats.utilization_p10_pct)),
+                fmt_number(stats.power_mean_w),
+                fmt_number(stats.memory_peak_gib),
+                str(stats.samples),
+            )
+        else:
+            reasons += [] if stats in reasons else [stats]
+            mark = f"{NA} [{reasons.index(stats) + 1}]"
+            figures = (mark, mark, mark, mark, "0")
+        rows.append((*identity(cell, keys), *figures, host_cpu))
+    notes = tuple(
+        f"[{number}] No GPU samples: {reason}." for number, reason in enumerate(reasons, start=1)
+    )
+    if unwindowed:
+        notes += ("Some runs recorded no measured window: their warm-up samples are included.",)
+    headers = (
+        *headers_for(keys),
+        "Utilization mean",
+        "Utilization p10",
+        "Power mean (W/GPU)",
+        "Memory peak (GiB)",
+        "Samples",
+        "Host CPU mean",
+    )
+    return Table(
+        "gpu",
+        "GPU utilization, power and memory",
+        intro,
+        headers,
+        tuple(rows),
+        numeric_flags(keys, 6),
+        notes,
+    )
+
+
+def conversion_table(sets: Sequence[ResultsSet]) -> Table:
+    intro = (
+        "What preparing the TFRecords cost (converters.tfrecord, recorded by the sweep). "
+        "Reused: the sweep found the conversion already made; the time is the original "
+        "conversion's."
+    )
+    records = [(results.label, record) for results in sets for record in results.conversions]
+    if not records:
+        return Table(
+            "conversion",
+            "Conversion cost",
+            intro,
+            missing="these results hold no conversions/*.json record",
+        )
+    multi = len(sets) > 1
+    rows = []
+    for label, record in records:
+        row = (
+            record.get("name", NA),
+            str(record.get("encoding") or NA),
+            str(record.get("resize") or "source size"),
+            str(record.get("compression") or NA),
+            fmt_number(record.get("images"), 0),
+            fmt_number(record.get("wall_seconds")),
+            fmt_rate(record.get("images_per_sec")),
+            fmt_megabytes(record.get("bytes_in")),
+            fmt_megabytes(record.get("bytes_out")),
+            fmt_yes_no(record.get("reused")),
+        )
+        rows.append((label, *row) if multi else row)
+    headers = (
+        "Name",
+        "Encoding",
+        "Resize",
+        "Compression",
+        "Images",
+        "Wall time (s)",
+        "Images/s",
+        "MB in",
+        "MB out",
+        "Reused",
+    )
+    numeric = (False,) * 4 + (True,) * 5 + (False,)
+    if multi:
+        headers, numeric = ("Source", *headers), (False, *numeric)
+    return Table("conversion", "Conversion cost", intro, headers, tuple(rows), numeric)
+
+
+def payoff_table(
+    cells: pd.DataFrame, conversions: Mapping[tuple[str, str], dict[str, Any]]
+) -> Table:
+    intro = (
+        "When does converting to TFRecords pay for itself? Epoch time = dataset images / "
+        "images/s; pay-off = conversion wall time / (epoch time raw - epoch time "
+        'tfrecord), in epochs. "never": the tfrecord cell is not faster.'
+    )
+    frame = analysis.payoff_frame(cells, conversions)
+    if frame.empty:
+        reason = (
+            "no conversion record"
+            if not conversions
+            else "no train or fit tfrecord cell with both a matching raw cell and its "
+            "conversion record"
+        )
+        return Table("payoff", "Conversion pay-off", intro, missing=reason)
+    keys = identity_keys(frame, always=("model", "gpus"))
+    rows = tuple(
+        (
+            *identity(row, keys),
+            fmt_seconds(row["epoch_raw_s"]),
+            fmt_seconds(row["epoch_tfrecord_s"]),
+            fmt_seconds(row["conversion_s"]),
+            fmt_epochs(row["epochs"]),
+        )
+        for _, row in frame.iterrows()
+    )
+    notes = ()
+    if frame["conversion_s"].isna().any():
+        notes = (
+            "n/a: the conversion record holds no positive wall time (a conversion resumed "
+            "or reused from elsewhere); its cost is unknown here.",
+        )
+    headers = (
+        *headers_for(keys),
+        "Epoch raw (s)",
+        "Epoch tfrecord (s)",
+        "Conversion (s)",
+        "Pays off after (epochs)",
+    )
+    return Table(
+        "payoff", "Conversion pay-off", intro, headers, rows, numeric_flags(keys, 4), notes
+    )
+
+
+def comparison_table(cells: pd.DataFrame, labels: Sequence[str]) -> Table:
+    intro = (
+        "The same cell in each results set, side by side (median images/s); the last "
+        f"columns are each set against the first, {labels[0]}."
+    )
+    settings = [key for key in CELL_KEYS if key != "source"]
+    rows_by_cell = []
+    for _, group in cells.groupby(settings, sort=False):
+        if group["source"].nunique() > 1:
+            by_label = dict(zip(group["source"], group["images_per_sec"], strict=True))
+            rows_by_cell.append((group.iloc[0], [by_label.get(label) for label in labels]))
+    if not rows_by_cell:
+        return Table(
+            "comparison",
+            "Results sets compared",
+            intro,
+            missing="no cell with equal settings appears in more than one results set",
+        )
+    shown = pd.DataFrame([cell for cell, _ in rows_by_cell])
+    keys = identity_keys(shown, always=("model", "mode", "gpus"), skip=("source",))
+    rows = []
+    for cell, values in rows_by_cell:
+        first = values[0]
+        ratios = [
+            NA if is_missing(first) or is_missing(v) else f"{v / first:.2f}x" for v in values[1:]
+        ]
+        rows.append((*identity(cell, keys), *(fmt_rate(v) for v in values), *ratios))
+    headers = (
+        *headers_for(keys),
+        *(f"Images/s {label}" for label in labels),
+        *(f"{label} / {labels[0]}" for label in labels[1:]),
+    )
+    return Table(
+        "comparison",
+        "Results sets compared",
+        intro,
+        headers,
+        tuple(rows),
+        numeric_flags(keys, 2 * len(labels) - 1),
+    )

@@ -1,0 +1,288 @@
+"""The input pipelines on real files: raw PNGs and TFRecords, naive and tuned."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bench  # noqa: F401  (before TensorFlow)
+import tensorflow as tf
+from bench.pipelines import (
+    PipelineOptions,
+    Source,
+    build_dataset,
+    raw_source,
+    skipped_count,
+    tfrecord_source,
+)
+from converters import features
+from converters.records import TFRecordFileWriter, read_records
+from converters.tfrecord import ConversionOptions, convert
+
+SIZE = 64  # the fixtures' image size: no resampling unless a test asks for it
+
+
+def _options(kind: str = "tuned", **changes: object) -> PipelineOptions:
+    values: dict = {"kind": kind, "image_size": 32, "batch_size": 8, "training": False}
+    values.update(changes)
+    return PipelineOptions(**values)
+
+
+def _arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for batch_images, batch_labels in dataset:
+        images.append(batch_images.numpy())
+        labels.append(batch_labels.numpy())
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _record_names(source: Source) -> list[str]:
+    """The `image/filename` of every record, shard by shard, in file order."""
+    spec = {features.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string)}
+    compression = "GZIP" if source.compression == "gzip" else ""
+    records = tf.data.TFRecordDataset(list(source.files), compression_type=compression)
+    return [tf.io.parse_single_example(record, spec)[features.IMAGE_FILENAME].numpy().decode()
+            for record in records]
+
+
+def _by_name(source: Source, options: PipelineOptions) -> dict[str, tuple[np.ndarray, ...]]:
+    """Evaluation output keyed by file name (sequential reading gives file order)."""
+    images, labels = _arrays(build_dataset(source, options))
+    if source.format == "raw":
+        names = [Path(path).name for path in source.files]
+    else:
+        names = _record_names(source)
+    assert len(names) == len(images) == source.num_examples
+    return {name: (image, label) for name, image, label in zip(names, images, labels,
+                                                                strict=True)}
+
+
+def _digest(image: np.ndarray) -> str:
+    """The same for an image and its mirror image, so that training flips do not matter."""
+    mirrored = image[:, ::-1]
+    return min(hashlib.sha1(np.ascontiguousarray(item).tobytes()).hexdigest()
+               for item in (image, mirrored))
+
+
+def _digests(dataset: tf.data.Dataset, batches: int | None = None) -> list[str]:
+    taken = dataset if batches is None else dataset.take(batches)
+    return [_digest(image) for batch, _ in taken for image in batch.numpy()]
+
+
+def test_raw_and_lossless_records_give_the_same_pixels_and_labels(
+    synth_root: Path, records_png: Path
+) -> None:
+    raw = raw_source(synth_root, "val")
+    records = tfrecord_source(records_png, "val")
+    assert raw.num_examples == records.num_examples
+    for image_size in (SIZE, 48):  # stored size, and through the resize
+        from_files = _by_name(raw, _options("naive", image_size=image_size))
+        from_records = _by_name(records, _options("tuned", image_size=image_size,
+                                                  cycle_length=1))
+        assert from_files.keys() == from_records.keys()
+        for name, (image, label) in from_files.items():
+            np.testing.assert_array_equal(image, from_records[name][0], err_msg=name)
+            np.testing.assert_array_equal(label, from_records[name][1], err_msg=name)
+    image, label = next(iter(from_files.values()))
+    assert image.shape == (48, 48, 3) and label.shape == (14,)
+    # ImageNet normalisation: a gray pixel v gives (v/255 - mean) / std per channel.
+    gray = (image * np.array([0.229, 0.224, 0.225]) + np.array([0.485, 0.456, 0.406])) * 255
+    np.testing.assert_allclose(gray[..., 0], gray[..., 2], atol=1e-3)
+    assert set(np.unique(label)) <= {0.0, 1.0}
+
+
+def test_naive_and_tuned_and_dtypes_agree(synth_root: Path) -> None:
+    raw = raw_source(synth_root, "val")
+    naive_images, naive_labels = _arrays(build_dataset(raw, _options("naive")))
+    tuned_images, tuned_labels = _arrays(build_dataset(raw, _options("tuned")))
+    np.testing.assert_array_equal(naive_images, tuned_images)  # evaluation order is stable
+    np.testing.assert_array_equal(naive_labels, tuned_labels)
+    for dtype in ("float16", "bfloat16"):
+        images, labels = next(iter(build_dataset(raw, _options(dtype=dtype))))
+        assert images.dtype == tf.as_dtype(dtype) and labels.dtype == tf.float32
+        np.testing.assert_allclose(tf.cast(images, tf.float32).numpy(), naive_images[:8],
+                                   atol=0.05)
+
+
+def test_evaluation_shards_cover_the_split_exactly_once(
+    synth_root: Path, records_png: Path
+) -> None:
+    sources = {2: raw_source(synth_root, "val"), 3: tfrecord_source(records_png, "val")}
+    for workers, source in sources.items():
+        whole = sorted(_digests(build_dataset(source, _options())))
+        parts = [_digests(build_dataset(source, _options(), worker_index=index,
+                                        num_workers=workers)) for index in range(workers)]
+        assert sorted(digest for part in parts for digest in part) == whole, source.format
+        sizes = [len(part) for part in parts]
+        assert max(sizes) - min(sizes) <= 1, sizes  # element sharding balances
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_training_shards_are_disjoint_and_cover_an_epoch(records_png: Path, workers: int) -> None:
+    """3 shards: 2 workers split whole files, 4 workers fall back to elements."""
+    source = tfrecord_source(records_png, "train")
+    everything = sorted(_digests(build_dataset(source, _options())))
+    per_worker = []
+    for index in range(workers):
+        if workers <= len(source.files):
+            epoch = sum(source.record_counts[index::workers])
+        else:
+            epoch = len(range(index, source.num_examples, workers))
+        # One shard at a time and no record buffer: the first `epoch` elements are exactly
+        # one epoch (the default interleave overlaps the end of one epoch with the next).
+        options = _options(training=True, batch_size=1, shuffle_buffer=1, cycle_length=1)
+        dataset = build_dataset(source, options, worker_index=index, num_workers=workers)
+        per_worker.append(_digests(dataset, epoch))
+        if workers <= len(source.files):  # whole files: the default reads only those too
+            default = build_dataset(source, _options(training=True, batch_size=1),
+                                    worker_index=index, num_workers=workers)
+            assert set(_digests(default, 2 * epoch)) <= set(per_worker[-1])
+    assert sorted(digest for part in per_worker for digest in part) == everything
+
+
+def test_training_order_changes_with_epoch_and_seed_and_is_reproducible(
+    synth_root: Path, records_png: Path
+) -> None:
+    for source in (raw_source(synth_root, "val"), tfrecord_source(records_png, "val")):
+        count = source.num_examples
+        options = _options("naive", training=True, batch_size=1, shuffle_buffer=8)
+        two_epochs = _digests(build_dataset(source, options), 2 * count)
+        first, second = two_epochs[:count], two_epochs[count:]
+        assert sorted(first) == sorted(second) and first != second
+        assert _digests(build_dataset(source, options), count) == first  # same seed
+        other_seed = dataclasses.replace(options, seed=1)
+        assert _digests(build_dataset(source, other_seed), count) != first
+        later_epoch = _digests(build_dataset(source, options, epoch=1), count)
+        assert later_epoch != first
+        stable = _digests(build_dataset(source, _options()))
+        assert stable == _digests(build_dataset(source, _options())) != first
+
+
+def test_training_batches_are_full_flipped_and_repeat(synth_root: Path) -> None:
+    source = raw_source(synth_root, "val")  # 19 images: 2 full batches of 8 per epoch
+    batches = list(build_dataset(source, _options(training=True)).take(6))
+    assert all(images.shape == (8, 32, 32, 3) for images, _ in batches)
+    unflipped = {hashlib.sha1(image.tobytes()).hexdigest()
+                 for image in _arrays(build_dataset(source, _options()))[0]}
+    seen = [hashlib.sha1(image.tobytes()).hexdigest()
+            for images, _ in batches for image in images.numpy()]
+    assert 0 < sum(digest not in unflipped for digest in seen) < len(seen)
+    last = list(build_dataset(source, _options(batch_size=8)))[-1][0]
+    assert last.shape[0] == 3  # evaluation keeps the last partial batch
+
+
+@pytest.fixture(scope="module")
+def small_conversions(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The validation split in each encoding (and gzip), two shards each."""
+    made = {}
+    for name, encoding, compression in [("jpeg", "jpeg", "none"), ("raw", "raw", "none"),
+                                        ("png-gzip", "png", "gzip")]:
+        out = tmp_path_factory.mktemp(f"records-{name}")
+        convert(ConversionOptions(source=synth_root, out=out, splits=("val",), encoding=encoding,
+                                  compression=compression, shard_count=2, workers=1))
+        made[name] = out
+    return made
+
+
+def test_every_encoding_and_gzip_decode_to_the_source_pixels(
+    synth_root: Path, small_conversions: dict
+) -> None:
+    expected = _by_name(raw_source(synth_root, "val"), _options("naive"))
+    for name, directory in small_conversions.items():
+        source = tfrecord_source(directory, "val")
+        assert source.description["encoding"] == name.split("-")[0]
+        got = _by_name(source, _options("naive"))
+        assert got.keys() == expected.keys(), name
+        for key, (image, label) in got.items():
+            np.testing.assert_array_equal(label, expected[key][1])
+            if name == "jpeg":  # lossy: within a few gray levels on average
+                assert np.abs(image - expected[key][0]).mean() < 0.1, key
+            else:
+                np.testing.assert_array_equal(image, expected[key][0], err_msg=f"{name} {key}")
+    gzip_source = tfrecord_source(small_conversions["png-gzip"], "val")
+    assert gzip_source.compression == "gzip"
+    tuned = _digests(build_dataset(gzip_source, _options("tuned")))
+    assert sorted(tuned) == sorted(_digests(build_dataset(gzip_source, _options("naive"))))
+
+
+def _copy(tree: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / tree.name
+    shutil.copytree(tree, copy)
+    return copy
+
+
+@pytest.mark.parametrize("kind", ["naive", "tuned"])
+def test_a_corrupt_png_fails_the_run_naming_the_file(
+    synth_root: Path, tmp_path: Path, kind: str
+) -> None:
+    root = _copy(synth_root, tmp_path)
+    source = raw_source(root, "val")
+    bad = Path(source.files[5])
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated mid-image
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"bad data.*{bad.name}"):
+        _arrays(build_dataset(source, _options(kind)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=bad.name):
+        list(build_dataset(source, _options(kind, training=True)).take(10))
+    last = Path(source.files[-1])  # the very last element, seen only by the end sentinel
+    last.write_bytes(b"not an image")
+    skipping = build_dataset(source, _options(kind, skip_bad=True))
+    images, _ = _arrays(skipping)
+    assert len(images) == source.num_examples - 2
+    assert skipped_count(skipping) == 2
+    assert skipped_count(build_dataset(source, _options(kind))) is None  # fails, never skips
+
+
+def test_a_truncated_shard_fails_naming_shard_and_record(records_png: Path, tmp_path: Path) -> None:
+    directory = _copy(records_png, tmp_path)
+    source = tfrecord_source(directory, "val")
+    shard = Path(source.files[1])
+    kept = 2  # cut inside the third record
+    framed = sum(len(record) + 16 for record in read_records(shard)[:kept])
+    shard.write_bytes(shard.read_bytes()[: framed + 40])
+    lost = source.record_counts[1] - kept
+    for kind in ("naive", "tuned"):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"bad data.*{shard.name} \(record {kept}\): unreadable"):
+            _arrays(build_dataset(source, _options(kind)))
+        skipping = build_dataset(source, _options(kind, skip_bad=True))
+        assert len(_arrays(skipping)[0]) == source.num_examples - lost
+        assert skipped_count(skipping) == lost
+
+
+def test_a_corrupt_image_inside_a_valid_record_is_named(
+    records_png: Path, tmp_path: Path
+) -> None:
+    directory = _copy(records_png, tmp_path)
+    source = tfrecord_source(directory, "val")
+    shard = Path(source.files[0])
+    records = read_records(shard)
+    example = tf.train.Example.FromString(records[3])
+    example.features.feature[features.IMAGE_ENCODED].bytes_list.value[0] = b"\x89PNG garbage"
+    records[3] = example.SerializeToString()
+    with TFRecordFileWriter(shard) as writer:
+        for record in records:
+            writer.write(record)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"{shard.name} \(record 3\): could not be read or decoded"):
+        list(build_dataset(source, _options("tuned", training=True)).take(20))
+    skipping = build_dataset(source, _options("tuned", skip_bad=True))
+    assert len(_arrays(skipping)[0]) == source.num_examples - 1
+    assert skipped_count(skipping) == 1
+
+
+def test_options_are_validated(synth_root: Path) -> None:
+    with pytest.raises(ValueError, match="kind"):
+        PipelineOptions(kind="fast")
+    with pytest.raises(ValueError, match="dtype"):
+        PipelineOptions(kind="tuned", dtype="float64")
+    with pytest.raises(ValueError, match="parallel_calls"):
+        PipelineOptions(kind="tuned", parallel_calls=0)
+    with pytest.raises(ValueError, match="worker_index"):
+        build_dataset(raw_source(synth_root, "val"), _options(), worker_index=2, num_workers=2)
+    description = raw_source(synth_root, "test").description
+    assert description["source"] == "raw" and description["images"] > 0
