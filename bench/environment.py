@@ -27,7 +27,7 @@ def _versions() -> dict[str, Any]:
     facts: dict[str, Any] = {
         "tensorflow": tf.__version__,
         "keras": tf_keras.__version__,
-        "keras_in_use": getattr(tf.keras, "__version__", None),
+        "keras_in_use": tf.keras.Model.__module__.split(".")[0],  # must be tf_keras
         "cuda": build.get("cuda_version"),
         "cudnn": build.get("cudnn_version"),
         "tensorflow_built_with_cuda": bool(build.get("is_cuda_build")),

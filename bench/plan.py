@@ -358,7 +358,9 @@ def _apply_override(
     keys = dotted_key.split(".")
     target = document
     for key in keys[:-1]:
-        target = target.setdefault(key, {})
+        if target.get(key) is None:  # absent, or an empty section (`base:`)
+            target[key] = {}
+        target = target[key]
         if not isinstance(target, dict):
             return [f"--set {override}: {key} is not a mapping"]
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import importlib.util
 import os
 import shlex
 import signal
@@ -294,7 +295,7 @@ def pending_jobs(
     return jobs
 
 
-def result_cell(cell: Cell) -> dict[str, Any]:
+def result_cell(cell: Cell, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """result["cell"] as bench.run writes it, for the results the runner writes itself."""
     settings = cell.settings
     synthetic = settings["mode"] == "synthetic"
@@ -304,7 +305,7 @@ def result_cell(cell: Cell) -> dict[str, Any]:
         "data_format": None if synthetic else settings["data_format"],
         "encoding": cell.encoding,
         "pipeline": None if synthetic else settings["pipeline"],
-        "engine": "single" if cell.launcher.kind == "local" else "horovod",
+        "engine": expected_engine(cell, os.environ if env is None else env),
         "gpus": cell.gpus,
         "nodes": cell.nodes,
         "device": None,  # the job never reported which device it ran on
@@ -315,9 +316,17 @@ def result_cell(cell: Cell) -> dict[str, Any]:
         "xla": settings["xla"],
         "steps": settings["steps"],
         "warmup_steps": settings["warmup_steps"],
+        "epochs": settings["epochs"] if settings["mode"] == "fit" else None,
         "conversion": cell.conversion,
         "slug": cell.slug,
     }
+
+
+def expected_engine(cell: Cell, env: Mapping[str, str]) -> str:
+    """The engine bench.engine.make_engine picks: Horovod wherever it is installed."""
+    if cell.launcher.kind == "local" and env.get("CHEXBENCH_ENGINE") == "single":
+        return "single"
+    return "horovod" if importlib.util.find_spec("horovod") is not None else "single"
 
 
 def _config_dict(cell: Cell, repeat: int) -> dict[str, Any]:

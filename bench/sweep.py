@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SWEEP = REPO / "sweeps" / "default.yaml"
 FILTERS = ("model", "mode", "data_format", "pipeline", "gpus", "precision")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LOCK_NAME = ".sweep.lock"
+DATA = "the data set"  # the failure key of base.synthetic's generation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,8 +217,18 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM (e.g. scancel) handled like Ctrl-C."""
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated()
+def _terminate_handler(owner: int) -> Callable[[int, Any], None]:
+    """SIGTERM → _Terminated in the sweep process; forked helpers (the converter's process
+    pool) inherit the handler and must still just die."""
+
+    def handle(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise _Terminated()
+
+    return handle
 
 
 def _execute(
@@ -230,6 +242,11 @@ def _execute(
     err: TextIO,
 ) -> int:
     started_at = results.utc_now()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    holder = _lock(sweep_dir)
+    if holder is not None:
+        print(f"error: another sweep (pid {holder}) is running in {sweep_dir}", file=err)
+        return EXIT_USAGE
     _write_sweep_files(sweep, cells, sweep_dir, options, _job_environment(sweep, environ))
     previous = _install_sigterm()
     interrupted = False
@@ -244,6 +261,7 @@ def _execute(
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        (sweep_dir / LOCK_NAME).unlink(missing_ok=True)
     summary = runner.summarise(
         sweep.name, cells, sweep_dir, started_at=started_at, interrupted=interrupted
     )
@@ -258,9 +276,34 @@ def _execute(
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _lock(sweep_dir: Path) -> int | None:
+    """Take the folder's lock; the pid of a live sweep holding it, or None once taken."""
+    lock = sweep_dir / LOCK_NAME
+    for _ in range(2):
+        try:
+            with lock.open("x", encoding="utf-8") as stream:
+                stream.write(str(os.getpid()))
+            return None
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None:
+                return holder
+            lock.unlink(missing_ok=True)  # left by a sweep that was killed
+    return None
+
+
+def _lock_holder(lock: Path) -> int | None:
+    try:
+        pid = int(lock.read_text(encoding="utf-8").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
 def _install_sigterm() -> Any:
     try:
-        return signal.signal(signal.SIGTERM, _raise_terminated)
+        return signal.signal(signal.SIGTERM, _terminate_handler(os.getpid()))
     except ValueError:  # not the main thread: leave SIGTERM alone
         return signal.getsignal(signal.SIGTERM)
 
@@ -313,24 +356,35 @@ def _run_cells(
     if not jobs:
         print("nothing to run: every selected cell has an ok result", file=err)
         return
-    failed_conversions = _prepare(sweep, [job.cell_ref for job in jobs], sweep_dir, options, err)
+    failures = _prepare(sweep, [job.cell_ref for job in jobs], sweep_dir, options, err)
     progress = runner.Progress(total=len(jobs), stream=err)
     for job in jobs:
         progress.start(job.job)
-        if job.cell_ref.conversion in failed_conversions:
-            outcome = runner.skip(job.job, failed_conversions[job.cell_ref.conversion])
-        else:
-            outcome = runner.run_job(job.job)
+        reason = _unprepared(job.cell_ref, failures)
+        outcome = runner.skip(job.job, reason) if reason else runner.run_job(job.job)
         progress.finish(outcome)
+
+
+def _unprepared(cell: Cell, failures: Mapping[str, str]) -> str | None:
+    """Why the data this cell reads could not be prepared, or None."""
+    if cell.settings["mode"] == "synthetic":
+        return None
+    if DATA in failures:
+        return failures[DATA]
+    return failures.get(cell.conversion) if needs_records(cell) else None
 
 
 def _prepare(
     sweep: Sweep, cells: Sequence[Cell], sweep_dir: Path, options: SweepOptions, err: TextIO
 ) -> dict[str, str]:
-    """Make the data the pending cells read; conversion name → why it failed."""
+    """Make the data the pending cells read; what failed (DATA or a conversion) → why."""
     if sweep.synthetic is not None:
         print(f"data: synthetic set in {sweep.data_dir()}", file=err)
-        prepare.ensure_synthetic(sweep, progress=options.progress)
+        try:
+            prepare.ensure_synthetic(sweep, progress=options.progress)
+        except prepare.PrepareError as error:
+            print(f"error: {error}", file=err)
+            return {DATA: str(error)}
     failures: dict[str, str] = {}
     for name in sorted({cell.conversion for cell in cells if needs_records(cell)}):
         started = time.monotonic()

@@ -108,7 +108,9 @@ def measure_ceilings(files: list[str], workers: int, scratch: Path) -> list[Row]
     return rows
 
 
-def measure_conversion(conversion: Conversion, source: Path, out: Path, workers: int) -> Row:
+def measure_conversion(
+    conversion: Conversion, source: Path, out: Path, workers: int, limit: int | None = None
+) -> Row:
     manifest = convert(
         ConversionOptions(
             source=source,
@@ -117,6 +119,7 @@ def measure_conversion(conversion: Conversion, source: Path, out: Path, workers:
             resize=conversion.resize,
             workers=workers,
             shard_count=2 * workers,
+            limit=limit,
             overwrite=True,
         )
     )
@@ -167,7 +170,15 @@ def format_table(rows: list[Row]) -> str:
     return tabulate(table, headers=headers, tablefmt="github")
 
 
-def run(*, images: int, size: int, workers: int, source: Path | None, work: Path) -> list[Row]:
+def run(
+    *,
+    images: int,
+    size: int,
+    workers: int,
+    source: Path | None,
+    work: Path,
+    limit: int | None = None,
+) -> list[Row]:
     if source is None:
         source = work / f"synth-{images}x{size}"
         print(f"generating {images} synthetic {size}px images in {source} ...", file=sys.stderr)
@@ -176,12 +187,14 @@ def run(*, images: int, size: int, workers: int, source: Path | None, work: Path
         generate(source, images=images, size=size, seed=0, workers=workers, progress=True)
     dataset = read_chestxray14(source)
     files = [
-        str(record.path) for split in ("train", "val", "test") for record in dataset.split(split)
+        str(record.path)
+        for split in ("train", "val", "test")
+        for record in dataset.split(split)[:limit]
     ]
     rows = measure_ceilings(files, workers, work / "copy")
     for conversion in CONVERSIONS:
         print(f"converting: {conversion.name} ...", file=sys.stderr)
-        rows.append(measure_conversion(conversion, source, work / "out", workers))
+        rows.append(measure_conversion(conversion, source, work / "out", workers, limit))
     return rows
 
 
@@ -209,17 +222,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="folder for the synthetic set and outputs (default: a temporary one)",
     )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="at most N images per split (a real data set)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     workers = args.workers or default_workers()
-    if args.images < 1 or args.size < 8 or workers < 1:
-        print("error: --images >= 1, --size >= 8 and --workers >= 1", file=sys.stderr)
+    if args.images < 1 or args.size < 8 or workers < 1 or (args.limit or 1) < 1:
+        print("error: --images, --workers, --limit >= 1 and --size >= 8", file=sys.stderr)
         return 2
     header = machine_lines(workers)
     with tempfile.TemporaryDirectory(prefix="chexbench-convbench-") as temporary:
         work = args.work or Path(temporary)
         rows = run(
-            images=args.images, size=args.size, workers=workers, source=args.source, work=work
+            images=args.images,
+            size=args.size,
+            workers=workers,
+            source=args.source,
+            work=work,
+            limit=args.limit,
         )
     print("\n".join(header))
     print(format_table(rows))

@@ -120,7 +120,11 @@ class DatasetSummary:
                 out.append(f"  {len(names)} image(s) {what}: {_first(names)}")
         if self.bad_rows:
             shown = "; ".join(f"row {row}: {why}" for row, why in self.bad_rows[:_SHOWN])
-            more = f" ... and {len(self.bad_rows) - _SHOWN} more" if len(self.bad_rows) > _SHOWN else ""
+            more = (
+                f" ... and {len(self.bad_rows) - _SHOWN} more"
+                if len(self.bad_rows) > _SHOWN
+                else ""
+            )
             out.append(f"  {len(self.bad_rows)} bad row(s): {shown}{more}")
         if self.records:
             prevalence = ", ".join(
@@ -340,8 +344,9 @@ def _parse_row(
 
 def _read_list(path: Path) -> list[str]:
     if not path.is_file():
-        raise DatasetError("split list not found (NIH ships train_val_list.txt and test_list.txt)",
-                           path=path)
+        raise DatasetError(
+            "split list not found (NIH ships train_val_list.txt and test_list.txt)", path=path
+        )
     with open(path, encoding="utf-8-sig") as handle:
         return [line.strip() for line in handle if line.strip()]
 

@@ -21,6 +21,7 @@ never on the number of workers.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -35,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from converters.chestxray import CSV_NAMES, TEST_LIST, TRAIN_VAL_LIST
-from converters.labels import LABELS, NUM_LABELS, decode_labels
+from converters.labels import NUM_LABELS, decode_labels
 
 SYNTH_VERSION = 1
 PARAMS_NAME = "synth.json"
@@ -54,13 +55,13 @@ PREVALENCE: tuple[float, ...] = (
 NO_FINDING_RATE = 0.538
 TEST_SHARE = 0.22
 # Pixel model. Noise amplitude sets the PNG size (pure noise compresses badly, smooth
-# images too well); 2.0 grey levels lands 1024 px images in NIH's 350-450 KB band.
-NOISE_SIGMA = 2.0
+# images too well); 1.2 grey levels lands 1024 px images near 400 KB, NIH's mean.
+NOISE_SIGMA = 1.2
 ANATOMY_MAX_SIZE = 256  # anatomy is drawn at most this large, then upsampled (it is smooth)
 DEFAULT_MARK_STRENGTH = 1.0
 MARK_AMPLITUDE = 16.0  # grey levels at strength 1: faint beside ~120 levels of anatomy
 MARK_RADIUS = 0.28  # of the image side; survives downsizing to 32 px
-FINDINGS_PER_PATIENT_MEAN = 3.6  # NIH: 112,120 images of 30,805 patients
+IMAGES_PER_PATIENT_MEAN = 3.6  # NIH: 112,120 images of 30,805 patients
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def plan_dataset(*, images: int, seed: int, layout: str = "archive") -> list[Syn
     per_patient: list[int] = []
     while sum(per_patient) < images:
         # Geometric: many patients with one image, a few with many, like NIH.
-        per_patient.append(int(min(rng.geometric(1.0 / FINDINGS_PER_PATIENT_MEAN), 40)))
+        per_patient.append(int(min(rng.geometric(1.0 / IMAGES_PER_PATIENT_MEAN), 40)))
     per_patient[-1] -= sum(per_patient) - images
     test_patients = _test_patients(rng, per_patient)
     labels = sample_labels(rng, images)
@@ -261,11 +262,12 @@ MARK_PATTERNS: tuple[tuple[str, float, float], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=64)
 def mark_pattern(label: int, size: int) -> np.ndarray:
     """The finding's mark as float32 [d, d], peak amplitude 1, windowed to a disc.
 
     Its diameter and period are fractions of `size`, so the mark looks the same at any
-    resolution down to 32 px.
+    resolution down to 32 px. Cached, hence read-only.
     """
     kind, angle, period = MARK_PATTERNS[label]
     radius = max(MARK_RADIUS * size, 2.0)
@@ -286,7 +288,9 @@ def mark_pattern(label: int, size: int) -> np.ndarray:
         pattern = pattern / max(float(np.abs(pattern).max()), 1e-6)
     else:  # ring
         pattern = np.cos(2 * math.pi * distance * radius / size / period)
-    return (pattern * window).astype(np.float32)
+    mark = (pattern * window).astype(np.float32)
+    mark.flags.writeable = False
+    return mark
 
 
 def render_image(
@@ -307,8 +311,9 @@ def render_image(
     places = _mark_places(image_rng, item.labels, size)
     if mark_strength:
         for label, (row, column) in places:
-            _add_mark(pixels, mark_pattern(label, size), row, column,
-                      MARK_AMPLITUDE * mark_strength)
+            _add_mark(
+                pixels, mark_pattern(label, size), row, column, MARK_AMPLITUDE * mark_strength
+            )
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
@@ -331,9 +336,10 @@ def _add_mark(pixels: np.ndarray, mark: np.ndarray, row: int, column: int, ampli
     top, left = row - half, column - half
     rows = slice(max(top, 0), min(top + mark.shape[0], pixels.shape[0]))
     columns = slice(max(left, 0), min(left + mark.shape[1], pixels.shape[1]))
-    pixels[rows, columns] += amplitude * mark[
-        rows.start - top : rows.stop - top, columns.start - left : columns.stop - left
-    ]
+    pixels[rows, columns] += (
+        amplitude
+        * mark[rows.start - top : rows.stop - top, columns.start - left : columns.stop - left]
+    )
 
 
 def _smooth_inside(value: np.ndarray, edge: float) -> np.ndarray:
@@ -359,7 +365,9 @@ def _anatomy(rng: np.random.Generator, n: int, *, tilt: float) -> np.ndarray:
     for side in (-1.0, 1.0):
         centre_x = side * (0.42 + 0.02 * jitter[3])
         width = lung_half_width * (0.75 + 0.25 * np.clip((y + 0.7) / 0.6, 0.0, 1.0))
-        shape = ((x - centre_x) / width) ** 2 + ((y - lung_centre_y) / (0.68 + 0.03 * jitter[4])) ** 2
+        shape = ((x - centre_x) / width) ** 2 + (
+            (y - lung_centre_y) / (0.68 + 0.03 * jitter[4])
+        ) ** 2
         dome = 0.58 + 0.03 * jitter[5] - 0.6 * (x - centre_x) ** 2 + (0.04 if side > 0 else 0.0)
         lungs = np.maximum(lungs, _smooth_inside(shape, edge) * _smooth_inside(y / dome, edge))
     image -= (78.0 + 6.0 * jitter[6]) * lungs
@@ -435,7 +443,7 @@ def _worker_count(workers: int | None, images: int, size: int) -> int:
     return max(1, min(os.cpu_count() or 1, images // 8))
 
 
-def _progress_bar(total: int, *, enabled: bool):  # noqa: ANN202 - tqdm or a stand-in
+def _progress_bar(total: int, *, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="img", desc="synth", file=sys.stderr, disable=not enabled)
@@ -503,14 +511,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images", type=int, required=True, help="number of images")
     parser.add_argument("--size", type=int, default=1024, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--layout", choices=LAYOUTS, default="archive",
-                        help="archive: images_001/images/...; flat: images/")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes (default: all cores for large sets)")
-    parser.add_argument("--mark-strength", type=float, default=DEFAULT_MARK_STRENGTH,
-                        help="scale of the label marks (0: no marks, labels unlearnable)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace a previous synthetic set in OUT")
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="archive",
+        help="archive: images_001/images/...; flat: images/",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes (default: all cores for large sets)"
+    )
+    parser.add_argument(
+        "--mark-strength",
+        type=float,
+        default=DEFAULT_MARK_STRENGTH,
+        help="scale of the label marks (0: no marks, labels unlearnable)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a previous synthetic set in OUT"
+    )
     args = parser.parse_args(argv)
     try:
         generate(

@@ -10,7 +10,7 @@ complete and journaled; `manifest.json` is written last, atomically. See
 from __future__ import annotations
 
 import argparse
-import contextlib
+import ctypes
 import hashlib
 import math
 import multiprocessing
@@ -18,9 +18,12 @@ import os
 import queue
 import re
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -280,18 +283,47 @@ def prepare_output(options: ConversionOptions, planned_files: set[str]) -> None:
 # --- running -------------------------------------------------------------------------------
 
 _progress_queue: Any = None
+_parent_pid: int | None = None
+_PR_SET_PDEATHSIG = 1
 
 
-def _init_worker(progress_queue: Any) -> None:
-    global _progress_queue
+class ParentGoneError(RuntimeError):
+    """The converting process died; an orphaned worker stops instead of finishing a shard."""
+
+
+def _init_worker(progress_queue: Any, parent_pid: int) -> None:
+    global _progress_queue, _parent_pid
     _progress_queue = progress_queue
+    _parent_pid = parent_pid
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel end this worker when the converting process dies (a worker
+    idle on the task queue would otherwise wait forever: its siblings keep the pipe open)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != _parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _pool_write_shard(task: ShardTask) -> ShardResult:
     def report(images: int, bytes_in: int, bytes_out: int) -> None:
+        # Without this check a worker orphaned by a killed run would still rename its shard
+        # into a folder that a new run may already be writing.
+        if os.getppid() != _parent_pid:
+            raise ParentGoneError(f"the conversion process {_parent_pid} is gone")
         _progress_queue.put((images, bytes_in, bytes_out))
 
-    return write_shard(task, report)
+    try:
+        return write_shard(task, report)  # removes its partial file on any error
+    except ParentGoneError:
+        os._exit(1)  # nobody is left to take a result or to send the next task
 
 
 class _Progress:
@@ -344,23 +376,37 @@ def pool_start_method() -> str:
 
 
 def _run_in_pool(tasks: list[ShardTask], workers: int, progress: _Progress) -> list[ShardResult]:
+    """Write shards in a process pool. A worker that dies (OOM killer, a signal) raises
+    BrokenProcessPool here instead of leaving the run waiting forever for its shard."""
     context = multiprocessing.get_context(pool_start_method())
     progress_queue = context.Queue()
     results: list[ShardResult] = []
-    with context.Pool(workers, initializer=_init_worker, initargs=(progress_queue,)) as pool:
-        pending = [pool.apply_async(_pool_write_shard, (task,)) for task in tasks]
-        while pending:
-            with contextlib.suppress(queue.Empty):
-                progress.update(*progress_queue.get(timeout=_POLL_SECONDS))
-            for handle in [handle for handle in pending if handle.ready()]:
-                pending.remove(handle)
-                results.append(handle.get())  # re-raises a worker's error; the pool ends
-        while True:
-            try:
-                progress.update(*progress_queue.get_nowait())
-            except queue.Empty:
-                break
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(progress_queue, os.getpid()),
+    ) as pool:
+        pending = {pool.submit(_pool_write_shard, task) for task in tasks}
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                _drain(progress_queue, progress)
+                results.extend(future.result() for future in done)  # re-raises a worker's error
+        except BaseException:
+            for future in pending:
+                future.cancel()  # shards not started are dropped; running ones finish
+            raise
+    _drain(progress_queue, progress)
     return results
+
+
+def _drain(progress_queue: Any, progress: _Progress) -> None:
+    while True:
+        try:
+            progress.update(*progress_queue.get_nowait())
+        except queue.Empty:
+            return
 
 
 def run_tasks(tasks: list[ShardTask], *, workers: int, progress: _Progress) -> list[ShardResult]:
@@ -638,6 +684,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except StrictModeError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except BrokenProcessPool as error:
+        print(f"error: a worker process died ({error}); rerun with --resume", file=sys.stderr)
         return 1
     except OSError as error:
         print(f"error: conversion failed: {error}", file=sys.stderr)

@@ -245,6 +245,10 @@ def verify(directory: Path, *, sample: int | None = None, seed: int = 0) -> Veri
                 seen_files=seen_files,
             )
             first_index += shard.records
+    listed = {shard.file for split in manifest.splits for shard in manifest.shards[split]}
+    for stray in sorted(manifest.directory.glob("*-of-*.tfrecord")):
+        if stray.name not in listed:  # a glob-based reader would read it as data
+            report.problems.append(Problem(stray.name, None, "shard file not in the manifest"))
     return report
 
 

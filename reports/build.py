@@ -226,11 +226,7 @@ def _highlights(
     speedups = (
         speedups[speedups["mode"].isin(analysis.TRAINING_MODES)] if not speedups.empty else speedups
     )
-    for _, row in speedups.iterrows():
-        lines.append(
-            f"TFRecords over raw files, {_name(row, multi=multi, data=False)}: "
-            f"{fmt_pct(row['speedup'], signed=True)}."
-        )
+    lines += _speedup_highlights(speedups, multi=multi)
     bound = analysis.input_bound_frame(cells)
     if not bound.empty and bound["input_bound_share"].notna().any():
         worst = bound.loc[bound["input_bound_share"].idxmax()]
@@ -254,12 +250,32 @@ def _highlights(
     return lines
 
 
-def _name(row: pd.Series, *, multi: bool, data: bool = True) -> str:
+def _speedup_highlights(speedups: pd.DataFrame, *, multi: bool) -> list[str]:
+    """One line per results set: each training pair's speedup at the most GPUs it ran on."""
+    lines = []
+    for source, group in speedups.groupby("source", sort=False):
+        top = group[group["gpus"] == group["gpus"].max()]
+        pairs = ", ".join(
+            f"{_name(row, multi=False, data=False, gpus=False)} "
+            f"{fmt_pct(row['speedup'], signed=True)}"
+            for _, row in top.iterrows()
+        )
+        gpus = int(top["gpus"].iloc[0])
+        where = f"{source}, " if multi else ""
+        lines.append(
+            f"TFRecords over raw files ({where}{gpus} GPU{'s' if gpus != 1 else ''}): {pairs}."
+        )
+    return lines
+
+
+def _name(row: pd.Series, *, multi: bool, data: bool = True, gpus: bool = True) -> str:
     """The cell's one-line name; `data=False` leaves the data format out (a raw/tfrecord pair);
     `multi` prefixes the results set's label."""
     cell = {key: (None if value == NA_KEY else value) for key, value in row.to_dict().items()}
     if not data:
         cell["data_format"] = None
+    if not gpus:
+        cell["gpus"] = None
     name = describe_cell(cell)
     return f"{row['source']}: {name}" if multi else name
 

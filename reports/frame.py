@@ -34,7 +34,7 @@ CELL_KEYS = (
 )
 # Display order: what was measured first, the GPU count last, so that a table reads as series.
 SORT_KEYS = (
-    "source",
+    "source_rank",  # results sets in the order given on the command line
     "model",
     "mode",
     "data_format",
@@ -68,8 +68,8 @@ MODE_ORDER = {"synthetic": 0, "pipeline": 1, "train": 2, "fit": 3}
 def runs_frame(sets: Iterable[ResultsSet]) -> pd.DataFrame:
     """One row per result file: the cell's settings, status and figures."""
     rows = [
-        _run_row(results.label, run.path.as_posix(), run.result)
-        for results in sets
+        _run_row(results.label, run.path.as_posix(), run.result) | {"source_rank": rank}
+        for rank, results in enumerate(sets)
         for run in results.runs
     ]
     frame = pd.DataFrame(rows)
@@ -140,6 +140,7 @@ def cells_frame(runs: pd.DataFrame) -> pd.DataFrame:
                 "step_p50_s",
                 "dataset_images",
                 "records_dir",
+                "source_rank",
             ]
         )
     grouped = ok.groupby(list(CELL_KEYS), sort=False, dropna=False)
@@ -152,6 +153,7 @@ def cells_frame(runs: pd.DataFrame) -> pd.DataFrame:
         step_p50_s=("step_p50_s", "median"),
         dataset_images=("dataset_images", "max"),
         records_dir=("records_dir", "first"),
+        source_rank=("source_rank", "first"),
     ).reset_index()
     conversions = set(cells["conversion"]) - {NA_KEY}
     cells.insert(

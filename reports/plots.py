@@ -26,6 +26,7 @@ from reports.telemetry import run_series
 DPI = 110
 MAX_UTILIZATION_CELLS = 4
 MAX_LEGEND_DEVICES = 4
+LOG_SCALE_RATIO = 20.0  # supply and demand this far apart: a log axis shows both
 # Fixed style so that output does not depend on a user's matplotlibrc.
 STYLE = {
     "font.family": "DejaVu Sans",
@@ -87,8 +88,10 @@ def scaling_figure(cells: pd.DataFrame) -> Figure:
     series = _series(cells)
     if not series:
         return Figure(name, title, caption, note="no synthetic, train or fit cell finished")
-    if cells["gpus"].nunique() < 2:
-        return Figure(name, title, caption, note="every cell ran on a single GPU count")
+    if all(points["gpus"].nunique() < 2 for points in series.values()):
+        return Figure(
+            name, title, caption, note="no series of cells ran at more than one GPU count"
+        )
     models = sorted({key[0] for key in series})
     figure, axes = _panels(len(models))
     for axis, model in zip(axes, models, strict=True):
@@ -171,7 +174,7 @@ def speedup_figure(cells: pd.DataFrame) -> Figure:
     gpus = sorted(training["gpus"].unique())
     bars = sorted({(row["model"], row["group"]) for _, row in training.iterrows()})
     figure, axis = plt.subplots(figsize=(7.5, 3.8))
-    width = 0.8 / len(bars)
+    width = min(0.8 / len(bars), 0.3)  # one lone bar should not fill the axis
     for index, (color, (model, group)) in enumerate(zip(_cycle(), bars, strict=False)):
         chosen = training[(training["model"] == model) & (training["group"] == group)]
         xs = [gpus.index(n) + (index - (len(bars) - 1) / 2) * width for n in chosen["gpus"]]
@@ -181,6 +184,7 @@ def speedup_figure(cells: pd.DataFrame) -> Figure:
         axis.bar_label(drawn, labels=[f"{v:+.1f}%" for v in values], fontsize=7, padding=2)
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set_xticks(range(len(gpus)), [f"{n} GPU{'s' if n != 1 else ''}" for n in gpus])
+    axis.set_xlim(-0.6, len(gpus) - 0.4)
     axis.set_ylabel("speedup (%)")
     axis.margins(y=0.2)
     axis.legend(loc="best")
@@ -202,13 +206,18 @@ def supply_demand_figure(cells: pd.DataFrame) -> Figure:
         return Figure(name, title, caption, note=f"no {missing}-mode cell in these results")
     figure, axis = plt.subplots(figsize=(7.5, 3.8))
     colors = _cycle()
-    for frame, style, varying in (
-        (demand, "-", ("source", "model", "precision", "xla", "batch_per_gpu", "image_size")),
-        (supply, "--", ("source", "input", "pipeline", "batch_per_gpu", "image_size")),
+    for frame, style, varying, always in (
+        (
+            demand,
+            "-",
+            ("source", "model", "precision", "xla", "batch_per_gpu", "image_size"),
+            ("model",),
+        ),
+        (supply, "--", ("source", "input", "pipeline", "batch_per_gpu", "image_size"), ("input",)),
     ):
-        labels = sorted({_label(row, varying, frame) for _, row in frame.iterrows()})
-        for label in labels:
-            same = [_label(row, varying, frame) == label for _, row in frame.iterrows()]
+        names = [_label(row, varying, frame, always=always) for _, row in frame.iterrows()]
+        for label in sorted(set(names)):
+            same = [name == label for name in names]
             points = frame.loc[pd.Series(same, index=frame.index, dtype=bool)]
             points = points.groupby("gpus", sort=True)["images_per_sec"].max()
             tag = "demand" if style == "-" else "supply"
@@ -224,7 +233,12 @@ def supply_demand_figure(cells: pd.DataFrame) -> Figure:
     axis.set_xticks(gpus)
     axis.set_xlabel("GPUs")
     axis.set_ylabel("images/s (global)")
-    axis.set_ylim(bottom=0)
+    rates = pd.concat([demand["images_per_sec"], supply["images_per_sec"]])
+    if rates.max() > LOG_SCALE_RATIO * rates.min():  # e.g. a CPU "GPU" against a fast input
+        axis.set_yscale("log")
+        axis.set_ylabel("images/s (global, log scale)")
+    else:
+        axis.set_ylim(bottom=0)
     axis.legend(loc="best")
     return Figure(name, title, caption, _png(figure))
 
@@ -318,12 +332,17 @@ def _of_model(
     return [(key, points) for key, points in series.items() if key[0] == model]
 
 
-def _label(row: pd.Series, keys: Sequence[str], frame: pd.DataFrame) -> str:
-    """The values of `keys` that vary within `frame`, joined: the legend text of a line."""
+def _label(
+    row: pd.Series, keys: Sequence[str], frame: pd.DataFrame, *, always: Sequence[str] = ()
+) -> str:
+    """The values of `keys` that vary within `frame` (and of `always`), joined: a legend text.
+
+    With nothing to tell apart, the row's mode, input and pipeline name it.
+    """
     parts = [
         str(row[key])
         for key in keys
-        if key in frame and frame[key].nunique() > 1 and row[key] != NA_KEY
+        if key in frame and (key in always or frame[key].nunique() > 1) and row[key] != NA_KEY
     ]
     if not parts:
         parts = [

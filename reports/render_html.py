@@ -85,7 +85,7 @@ def render_html(report: Report) -> str:
         )
     if report.common_settings:
         parts.append(
-            f'<p class="note">Settings shared by every cell: '
+            f'<p class="note">Settings shared by every finished cell: '
             f"{escape(report.common_settings)}.</p>"
         )
     parts.append("</section>")

@@ -29,7 +29,7 @@ def render_markdown(report: Report) -> str:
             "",
         ]
     if report.common_settings:
-        lines += [f"Settings shared by every cell: {report.common_settings}.", ""]
+        lines += [f"Settings shared by every finished cell: {report.common_settings}.", ""]
     for section in report.sections:
         lines += [f"## {section.title}", ""]
         for table in section.tables:

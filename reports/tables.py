@@ -222,10 +222,13 @@ def gpu_table(
         "the cell's GPUs and repeats: mean and 10th percentile of utilization (p10: "
         "the level the GPUs stay above 90% of the time), mean power per GPU, peak "
         "memory used on any one GPU. Host CPU: the mean use of all the hosts' cores in the "
-        "same window (psutil), where the input pipeline decodes."
+        "same window (psutil), where the input pipeline decodes (a pipeline probe shorter "
+        "than one sampling period: the probe's own figure)."
     )
     if cells.empty:
-        return Table("gpu", "GPU utilization, power and memory", intro, missing="no run finished")
+        return Table(
+            "gpu", "GPU and host utilization, power and memory", intro, missing="no run finished"
+        )
     keys = identity_keys(cells, always=("model", "mode", "gpus"))
     rows = []
     unwindowed = False
@@ -266,7 +269,7 @@ def gpu_table(
     )
     return Table(
         "gpu",
-        "GPU utilization, power and memory",
+        "GPU and host utilization, power and memory",
         intro,
         headers,
         tuple(rows),

@@ -99,11 +99,24 @@ def cell_host_cpu_pct(results: Iterable[dict[str, Any]]) -> float | None:
     for result in results:
         telemetry = result.get("telemetry") or {}
         window = telemetry.get("measured_window_s")
+        found: list[float] = []
         for host in telemetry.get("host") or []:
             if isinstance(host, dict):
                 keep = _in_window(host.get("t_s") or [], window)
-                samples += _pick(host.get("cpu_pct"), keep)
+                found += _pick(host.get("cpu_pct"), keep)
+        # A pipeline probe can be shorter than one sampling period; it measures its own.
+        samples += found or _probe_cpu_pct(result.get("details") or {})
     return _mean(samples)
+
+
+def _probe_cpu_pct(details: dict[str, Any]) -> list[float]:
+    probes = details.get("probe")
+    probes = probes if isinstance(probes, list) else [probes] if isinstance(probes, dict) else []
+    return [
+        float(p["host_cpu_pct"])
+        for p in probes
+        if isinstance(p, dict) and isinstance(p.get("host_cpu_pct"), int | float)
+    ]
 
 
 def _in_window(times: list[float], window: list[float] | None) -> list[bool]:

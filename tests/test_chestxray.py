@@ -57,11 +57,17 @@ def make_tree(
     lines = [header, *(_row(*row, trailing=trailing) for row in rows), *extra_lines]
     root.mkdir(parents=True, exist_ok=True)
     (root / csv_name).write_text("\n".join(lines) + "\n")
-    (root / "train_val_list.txt").write_text("\n".join(TRAIN_VAL if train_val is None else train_val) + "\n")
+    (root / "train_val_list.txt").write_text(
+        "\n".join(TRAIN_VAL if train_val is None else train_val) + "\n"
+    )
     (root / "test_list.txt").write_text("\n".join(TEST if test is None else test) + "\n")
     names = [row[0] for row in rows] if on_disk is None else on_disk
     for position, name in enumerate(names):
-        folder = root / "images" if layout == "flat" else root / f"images_{position % 3 + 1:03d}" / "images"
+        folder = (
+            root / "images"
+            if layout == "flat"
+            else root / f"images_{position % 3 + 1:03d}" / "images"
+        )
         _write_png(folder / name)
     return root
 
@@ -87,7 +93,9 @@ def test_reads_both_headers_and_both_layouts(tmp_path: Path, csv_name: str, layo
         assert record.path.parent.name == expected_parent
     if layout == "archive":
         assert {record.path.parent.parent.name for record in data.records} == {
-            "images_001", "images_002", "images_003"
+            "images_001",
+            "images_002",
+            "images_003",
         }
     summary = data.summary
     assert summary.layout == layout

@@ -15,16 +15,10 @@ import sys
 from pathlib import Path
 from statistics import median
 
+import golden_writer
 import numpy as np
 import pytest
-
-from bench.results import failure_result, find_results, load_result, write_result
-from reports.__main__ import main
-from reports.build import Report, build_report
-from reports.format import Table
-from reports.load import load_results_sets
-from tests import golden_writer
-from tests.golden_writer import (
+from golden_writer import (
     BATCH_PER_GPU,
     CONVERSION_WALL_S,
     DATASET_IMAGES,
@@ -33,6 +27,12 @@ from tests.golden_writer import (
     WINDOW_S,
     write_golden,
 )
+
+from bench.results import failure_result, find_results, load_result, write_result
+from reports.__main__ import main
+from reports.build import Report, build_report
+from reports.format import Table
+from reports.load import load_results_sets
 
 GOLDEN = Path(__file__).parent / "golden" / golden_writer.SWEEP_NAME
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -158,7 +158,7 @@ def test_markdown_has_tables_figures_and_failures(golden_report: Path) -> None:
         "Scaling efficiency",
         "TFRecord over raw files",
         "Input-bound share and pipeline headroom",
-        "GPU utilization, power and memory",
+        "GPU and host utilization, power and memory",
         "Conversion cost",
         "Conversion pay-off",
         "Failed and timed-out runs",

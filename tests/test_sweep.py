@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from bench import results
+from bench.plan import load_sweep, plan
+from bench.runner import result_cell
 from bench.sweep import SweepOptions, parse_args, run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -184,6 +186,8 @@ def test_killed_sweep_keeps_finished_results_and_resume_completes_the_rest(
     sweep_dir = results_dir / "fake"
     wait_for(lambda: (next(sweep_dir.glob("*-b2-*"), sweep_dir) / "pid-0").is_file())
     hung_pid = int((next(sweep_dir.glob("*-b2-*")) / "pid-0").read_text())
+    rival = start_sweep(sweep, results_dir, env, "--resume")  # one sweep per folder at a time
+    assert rival.wait(timeout=60) == 2 and "another sweep" in rival.communicate()[1]
     process.send_signal(kill)
     _, stderr = process.communicate(timeout=60)
     wait_for(lambda: process_gone(hung_pid), timeout=20)  # the running cell died with it
@@ -242,7 +246,7 @@ def test_dry_run_prints_every_command_and_writes_nothing(
     expected = {
         "chexnet-poster": (24, "mpirun -np 8 --host node1:4,node2:4"),
         "modern-gpus": (36, "srun --ntasks 8 --nodes 1"),
-        "default": (14, "horovodrun -np 2 -H localhost:2 --gloo"),
+        "default": (9, "horovodrun -np 2 -H localhost:2 --gloo"),
     }
     for name, (count, launch) in expected.items():
         argv = [
@@ -337,6 +341,32 @@ def test_conversions_are_made_once_recorded_and_reused(
     assert result["status"] == "ok"
 
 
+def test_a_conversion_that_fails_fails_its_cells_only(
+    tmp_path: Path, fake_worker: Path, env: dict[str, str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    body = (
+        f"base: {{data_dir: {empty}, data_format: tfrecord, conversion: c}}\n"
+        "conversions: {c: {encoding: png}}\n"
+        "axes: {mode: [synthetic, pipeline]}\n"
+    )
+    sweep = write_sweep(tmp_path, fake_worker, body)
+    options = SweepOptions(sweep_file=sweep, results=tmp_path / "r", report=False, progress=False)
+    code, _, err = run_sweep(options, env)
+    assert code == 1
+    assert "conversions.c: converting" in err
+    summary = json.loads((tmp_path / "r" / "fake" / "summary.json").read_text())
+    by_mode = {cell["mode"]: cell for cell in summary["cells"]}
+    assert by_mode["synthetic"]["status"] == "ok"
+    assert by_mode["pipeline"]["status"] == "failed"
+    failed = results.load_result(
+        tmp_path / "r" / "fake" / by_mode["pipeline"]["repeats"][0]["result"]
+    )
+    assert failed["error"]["message"].startswith("not run: conversions.c: converting")
+    assert not (tmp_path / "r" / "fake" / "conversions" / "c.json").exists()
+
+
 # ---------------------------------------------------------------- the real worker
 
 
@@ -390,7 +420,14 @@ def test_real_sweep_through_local_and_horovodrun(
         summary = json.loads((sweep_dir / "summary.json").read_text())
         assert summary["counts"] == {"ok": 1}
     raw, records = found["real-local"], found["real-horovod"]
-    assert raw["cell"]["engine"] == "single" and raw["cell"]["data_format"] == "raw"
+    assert raw["cell"]["gpus"] == 1 and raw["cell"]["data_format"] == "raw"
+    # What the runner writes for a job that died has the worker's cell keys and values.
+    (cell,) = plan(load_sweep(local, environ=env), results_dir=tmp_path / "r")
+    expected = result_cell(cell, env)
+    assert set(raw["cell"]) <= set(expected)
+    assert {key: expected[key] for key in raw["cell"] if key != "device"} == {
+        key: value for key, value in raw["cell"].items() if key != "device"
+    }
     assert records["cell"]["engine"] == "horovod" and records["cell"]["gpus"] == 2
     assert records["cell"]["data_format"] == "tfrecord"
     assert records["config"]["extra"] == {"conversion": "png"}

@@ -84,10 +84,12 @@ def test_truncated_shard_is_caught(damaged: Path, capsys: pytest.CaptureFixture[
     cut = len(data) - 100
     shard.write_bytes(data[:cut])
     expected_record = _record_containing(damaged / features.shard_name("test", 2, 3), cut - 1)
+    (damaged / features.shard_name("test", 0, 1)).write_bytes(b"")  # a stray shard
     assert main([str(damaged)]) == 1
-    first = capsys.readouterr().err.splitlines()[0]
-    assert first.startswith(f"FAILED: {shard.name}: record {expected_record}: ")
-    assert "truncated" in first
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"FAILED: {shard.name}: record {expected_record}: ")
+    assert "truncated" in lines[0]
+    assert f"  - {features.shard_name('test', 0, 1)}: shard file not in the manifest" in lines
 
 
 def test_flipped_byte_is_caught_by_the_record_crc(

@@ -1,0 +1,147 @@
+"""`python -m bench.pipeline_benchmark`: what each input format and pipeline can supply here.
+
+For full-size PNG files (the NIH layout), a lossless TFRecord conversion of them, and
+256-px TFRecords in png, jpeg and raw uint8, it measures the naive and the tuned training
+pipeline with the pipeline-only probe, and the bare-decoder ceiling (PIL, one process per
+core) on the same images, then prints one table. All ratios come from one run; it asserts
+nothing. The synthetic data set and its conversions are kept in --work-dir and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+import bench  # noqa: F401  (before TensorFlow)
+from bench.pipelines import PipelineOptions, Source, build_dataset, raw_source, tfrecord_source
+from bench.probe import decoder_ceiling, probe
+
+
+@dataclass(frozen=True)
+class Format:
+    """One row of the table: a source, and the conversion that makes it (None: raw files)."""
+
+    name: str
+    encoding: str | None = None
+    resize: int | None = None
+
+
+FORMATS = (
+    Format("raw PNG files"),
+    Format("TFRecord png (lossless, full size)", "png"),
+    Format("TFRecord png 256px", "png", 256),
+    Format("TFRecord jpeg 256px", "jpeg", 256),
+    Format("TFRecord raw uint8 256px", "raw", 256),
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(prog="python -m bench.pipeline_benchmark",
+                                     description=__doc__.splitlines()[0])
+    result.add_argument("--work-dir", type=Path, default=Path("/tmp/chexbench-pipelines"))
+    result.add_argument("--images", type=int, default=300, help="synthetic images in all")
+    result.add_argument("--source-size", type=int, default=1024)
+    result.add_argument("--image-size", type=int, default=224, help="the model input")
+    result.add_argument("--batch-size", type=int, default=32)
+    result.add_argument("--batches", type=int, default=20, help="measured batches")
+    result.add_argument("--warmup-batches", type=int, default=3)
+    result.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                        help="bare-decoder processes (default: one per core)")
+    result.add_argument("--json", type=Path, help="also write every figure to this file")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    sources = prepare(args)
+    rows, details = [], []
+    for fmt, source in sources:
+        print(f"measuring {fmt.name} ...", file=sys.stderr, flush=True)
+        figures = measure(source, args)
+        details.append({"format": fmt.name, "dataset": source.description, **figures})
+        rows.append(_row(fmt, figures))
+    print(machine_line(args))
+    print(tabulate(rows, headers=HEADERS, tablefmt="github", floatfmt=".2f"))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine_line(args), "rows": details},
+                                        indent=2) + "\n")
+    return 0
+
+
+HEADERS = ["format", "naive img/s", "tuned img/s", "ceiling img/s", "tuned / ceiling",
+           "naive / ceiling", "tuned first batch s"]
+
+
+def prepare(args: argparse.Namespace) -> list[tuple[Format, Source]]:
+    """The synthetic set (train split) and its conversions, made once and reused."""
+    from converters.synth import generate
+    from converters.tfrecord import ConversionOptions, convert
+
+    root = args.work_dir / f"synth-{args.images}-{args.source_size}"
+    print(f"synthetic data set in {root} ...", file=sys.stderr, flush=True)
+    generate(root, images=args.images, size=args.source_size, seed=3, progress=True)
+    sources = []
+    for fmt in FORMATS:
+        if fmt.encoding is None:
+            sources.append((fmt, raw_source(root, "train")))
+            continue
+        out = args.work_dir / f"records-{fmt.encoding}-{fmt.resize or 'full'}"
+        if not (out / "manifest.json").is_file():
+            print(f"converting to {out} ...", file=sys.stderr, flush=True)
+            convert(ConversionOptions(source=root, out=out, splits=("train",),
+                                      encoding=fmt.encoding, resize=fmt.resize, shard_count=4,
+                                      progress=True))
+        sources.append((fmt, tfrecord_source(out, "train")))
+    return sources
+
+
+def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
+    """The ceiling first (its warm-up pass also warms the page cache), then both pipelines."""
+    ceiling = decoder_ceiling(source, processes=args.processes, image_size=args.image_size)
+    figures: dict[str, Any] = {"ceiling": ceiling}
+    for kind in ("naive", "tuned"):
+        options = PipelineOptions(kind=kind, image_size=args.image_size,
+                                  batch_size=args.batch_size, training=True)
+        result = probe(build_dataset(source, options), batch_size=args.batch_size,
+                       batches=args.batches, warmup_batches=args.warmup_batches)
+        figures[kind] = result.to_dict()
+    return figures
+
+
+def _row(fmt: Format, figures: dict[str, Any]) -> list[Any]:
+    ceiling = figures["ceiling"]["images_per_sec"]
+    naive = figures["naive"]["images_per_sec"]
+    tuned = figures["tuned"]["images_per_sec"]
+    return [fmt.name, naive, tuned, ceiling, _ratio(tuned, ceiling), _ratio(naive, ceiling),
+            figures["tuned"]["time_to_first_batch_s"]]
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    return value / reference if value and reference else None
+
+
+def machine_line(args: argparse.Namespace) -> str:
+    import tensorflow as tf
+
+    return (f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, "
+            f"TensorFlow {tf.__version__}; {args.images} synthetic {args.source_size}px images "
+            f"({_train_share()}), model input {args.image_size}px, batch {args.batch_size}, "
+            f"{args.batches} batches after {args.warmup_batches} warm-up; ceiling: "
+            f"{args.processes} PIL processes")
+
+
+def _train_share() -> str:
+    return "train split"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""The pipeline-only probe and the bare-decoder ceiling, on real datasets and files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import bench  # noqa: F401  (before TensorFlow)
+import tensorflow as tf
+from bench.ceiling import decode_example, parse_example
+from bench.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
+from bench.probe import decoder_ceiling, probe
+from converters import features
+
+SLOW_S = 0.25
+
+
+def _slow_start_dataset(slow_batches: int) -> tf.data.Dataset:
+    """Batches of 4 images; the first `slow_batches` take SLOW_S each, the rest ~nothing."""
+
+    def batches():  # noqa: ANN202 - a generator for tf.data
+        for index in range(100):
+            if index < slow_batches:
+                time.sleep(SLOW_S)
+            yield np.full((4, 8, 8, 3), index, np.float32), np.zeros((4, 14), np.float32)
+
+    signature = (tf.TensorSpec([4, 8, 8, 3], tf.float32), tf.TensorSpec([4, 14], tf.float32))
+    return tf.data.Dataset.from_generator(batches, output_signature=signature)
+
+
+def test_probe_excludes_and_records_the_warm_up() -> None:
+    result = probe(_slow_start_dataset(3), batch_size=4, batches=6, warmup_batches=2)
+    assert result.time_to_first_batch_s >= SLOW_S
+    assert len(result.warmup_batch_s) == result.warmup_batches == 2
+    assert all(seconds >= SLOW_S * 0.9 for seconds in result.warmup_batch_s)
+    assert len(result.batch_s) == result.batches == 6
+    assert max(result.batch_s) < SLOW_S / 2  # the slow start is not in the measured window
+    assert result.images == 24
+    assert result.images_per_sec == pytest.approx(24 / result.measured_s)
+    assert result.measured_s >= sum(result.batch_s)
+    assert result.latency_p50_s <= result.latency_p90_s <= result.latency_p99_s
+    assert result.process_cpu_pct is not None and result.process_cpu_pct >= 0
+    assert 0 <= result.host_cpu_pct <= 100 and result.cpu_count >= 1
+    assert not result.exhausted and result.note is None
+    document = json.loads(json.dumps(result.to_dict()))
+    assert document["units"]["rate"] == "images/s" and len(document["batch_s"]) == 6
+
+
+def test_probe_reports_a_dataset_that_ends_early(synth_root: Path) -> None:
+    source = raw_source(synth_root, "val")  # 19 images: batches of 8, 8, 3
+    options = PipelineOptions(
+        kind="tuned", image_size=32, batch_size=8, training=False, skip_bad=True
+    )
+    result = probe(build_dataset(source, options), batch_size=8, batches=5, warmup_batches=1)
+    assert result.exhausted and "ended after 1 of 5" in result.note
+    assert result.batches == 1 and result.images == source.num_examples - 16
+    assert result.skipped_examples == 0  # counted (skip_bad), and none were bad
+    nothing = probe(tf.data.Dataset.range(0).batch(2), batch_size=2, batches=1, warmup_batches=0)
+    assert nothing.images_per_sec is None and nothing.note and nothing.exhausted
+
+
+def test_bare_decoder_matches_the_pipelines_decoding(records_png: Path) -> None:
+    source = tfrecord_source(records_png, "val")
+    records = list(tf.data.TFRecordDataset(source.files[0]).take(3))
+    spec = features.tf_feature_spec()
+    for record in records:
+        ours = parse_example(record.numpy())
+        theirs = tf.io.parse_single_example(record, spec)
+        assert ours[features.IMAGE_ENCODED] == theirs[features.IMAGE_ENCODED].numpy()
+        assert ours[features.IMAGE_FORMAT] == b"png"
+        for key in (features.IMAGE_HEIGHT, features.IMAGE_WIDTH, features.IMAGE_CHANNELS):
+            assert ours[key] == int(theirs[key])
+        pixels = tf.io.decode_png(theirs[features.IMAGE_ENCODED], channels=1).numpy()[..., 0]
+        np.testing.assert_array_equal(decode_example(record.numpy(), pixels.shape[0]), pixels)
+
+
+def test_decoder_ceiling_decodes_every_image_in_parallel(
+    synth_root: Path, records_png: Path
+) -> None:
+    raw = raw_source(synth_root, "val")
+    result = decoder_ceiling(raw, processes=2, image_size=32, limit=12)
+    assert result["images"] == 12 and result["processes"] == 2
+    assert result["images_per_sec"] == pytest.approx(12 / result["wall_s"])
+    assert len(result["per_process_s"]) == 2 and result["unit"] == "images/s"
+    records = tfrecord_source(records_png, "val")
+    result = decoder_ceiling(records, processes=2, image_size=32)
+    assert result["images"] == records.num_examples
+    timed = decoder_ceiling(records, processes=1, image_size=32, seconds=0.5)
+    assert timed["wall_s"] >= 0.5 and timed["images"] >= records.num_examples
