@@ -43,8 +43,12 @@ class Work:
 
 
 def decoder_ceiling(
-    source: Any, *, processes: int | None = None, image_size: int = 224,
-    limit: int | None = None, seconds: float | None = None,
+    source: Any,
+    *,
+    processes: int | None = None,
+    image_size: int = 224,
+    limit: int | None = None,
+    seconds: float | None = None,
 ) -> dict[str, Any]:
     """Images/s of bare PIL decoding of `source` (a bench.sources.Source, or a list of image
     files) in `processes` processes (default: one per core).
@@ -56,9 +60,12 @@ def decoder_ceiling(
     shares = _split(source, processes, limit)
     context = multiprocessing.get_context("spawn")
     ready, results, start = context.Queue(), context.Queue(), context.Event()
-    workers = [context.Process(target=_worker, args=(share, image_size, seconds, ready,
-                                                      results, start), daemon=True)
-               for share in shares]
+    workers = [
+        context.Process(
+            target=_worker, args=(share, image_size, seconds, ready, results, start), daemon=True
+        )
+        for share in shares
+    ]
     for worker in workers:
         worker.start()
     try:
@@ -78,9 +85,13 @@ def decoder_ceiling(
     wall_s = max(outcome["seconds"] for outcome in outcomes)
     return {
         "images_per_sec": images / wall_s if wall_s > 0 else None,
-        "images": images, "wall_s": wall_s, "processes": len(shares),
+        "images": images,
+        "wall_s": wall_s,
+        "processes": len(shares),
         "per_process_s": [outcome["seconds"] for outcome in outcomes],
-        "image_size": image_size, "decoder": f"PIL {Image.__version__}", "unit": "images/s",
+        "image_size": image_size,
+        "decoder": f"PIL {Image.__version__}",
+        "unit": "images/s",
     }
 
 
@@ -98,8 +109,11 @@ def _get(queue: Any, workers: list[Any]) -> Any:
 def _split(source: Any, processes: int, limit: int | None) -> list[Work]:
     """Contiguous shares of the first `limit` images, one per process (none empty)."""
     if getattr(source, "format", "raw") == "tfrecord":
-        items = [(path, index) for path, count in zip(source.files, source.record_counts,
-                                                        strict=True) for index in range(count)]
+        items = [
+            (path, index)
+            for path, count in zip(source.files, source.record_counts, strict=True)
+            for index in range(count)
+        ]
     else:
         items = [str(path) for path in getattr(source, "files", source)]
     items = items[:limit] if limit is not None else items
@@ -107,12 +121,13 @@ def _split(source: Any, processes: int, limit: int | None) -> list[Work]:
         raise ValueError("the decoder ceiling needs at least one image")
     count = min(processes, len(items))
     bounds = [len(items) * part // count for part in range(count + 1)]
-    chunks = [items[bounds[part]:bounds[part + 1]] for part in range(count)]
+    chunks = [items[bounds[part] : bounds[part + 1]] for part in range(count)]
     if getattr(source, "format", "raw") != "tfrecord":
         return [Work(kind="raw", files=tuple(chunk)) for chunk in chunks]
     compression = getattr(source, "compression", "none")
-    return [Work(kind="tfrecord", ranges=_ranges(chunk), compression=compression)
-            for chunk in chunks]
+    return [
+        Work(kind="tfrecord", ranges=_ranges(chunk), compression=compression) for chunk in chunks
+    ]
 
 
 def _ranges(chunk: Sequence[tuple[str, int]]) -> tuple[tuple[str, int, int], ...]:
@@ -125,8 +140,9 @@ def _ranges(chunk: Sequence[tuple[str, int]]) -> tuple[tuple[str, int, int], ...
     return tuple(ranges)
 
 
-def _worker(work: Work, image_size: int, seconds: float | None, ready: Any, results: Any,
-            start: Any) -> None:
+def _worker(
+    work: Work, image_size: int, seconds: float | None, ready: Any, results: Any, start: Any
+) -> None:
     try:
         decode_share(work, image_size, limit_s=None)  # warm the page cache and the imports
     except Exception as error:  # reported to the parent, which raises it
@@ -254,7 +270,7 @@ def _fields(view: memoryview) -> Iterator[tuple[int, Any]]:
             yield number, value
         elif wire_type == 2:
             length, position = _varint(view, position)
-            yield number, view[position:position + length]
+            yield number, view[position : position + length]
             position += length
         elif wire_type == 1:
             position += 8

@@ -46,8 +46,12 @@ class Check:
 def check_python() -> Check:
     version = platform.python_version()
     ok = sys.version_info[:2] >= MIN_PYTHON
-    return Check("python", ok, f"{version} ({sys.executable})",
-                 fix=f"use Python >= {'.'.join(map(str, MIN_PYTHON))}, then {SETUP}")
+    return Check(
+        "python",
+        ok,
+        f"{version} ({sys.executable})",
+        fix=f"use Python >= {'.'.join(map(str, MIN_PYTHON))}, then {SETUP}",
+    )
 
 
 def check_tensorflow() -> Check:
@@ -57,8 +61,11 @@ def check_tensorflow() -> Check:
         return Check("tensorflow", False, f"not importable: {error}", fix=SETUP)
     build = tf.sysconfig.get_build_info()
     cuda = build.get("cuda_version") or "none"
-    return Check("tensorflow", True,
-                 f"{tf.__version__} (built with CUDA {cuda}, cuDNN {build.get('cudnn_version')})")
+    return Check(
+        "tensorflow",
+        True,
+        f"{tf.__version__} (built with CUDA {cuda}, cuDNN {build.get('cudnn_version')})",
+    )
 
 
 def check_keras() -> Check:
@@ -73,8 +80,12 @@ def check_keras() -> Check:
     found = f"tf.keras is {in_use} {tf_keras.__version__}"
     if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         found += " (TF_USE_LEGACY_KERAS is not 1)"
-    return Check("keras", ok, found,
-                 fix=f"import bench before tensorflow (it sets TF_USE_LEGACY_KERAS=1); {SETUP}")
+    return Check(
+        "keras",
+        ok,
+        found,
+        fix=f"import bench before tensorflow (it sets TF_USE_LEGACY_KERAS=1); {SETUP}",
+    )
 
 
 def check_horovod() -> Check:
@@ -83,12 +94,17 @@ def check_horovod() -> Check:
         hvd = importlib.import_module("horovod.tensorflow")
         built = {"gloo": hvd.gloo_built(), "mpi": hvd.mpi_built(), "nccl": hvd.nccl_built()}
     except Exception as error:  # ImportError, or the compiled ops failing to load
-        return Check("horovod", False, f"not usable: {type(error).__name__}: {error}",
-                     fix=f"{SETUP} (builds Horovod 0.28.1 against this TensorFlow)")
+        return Check(
+            "horovod",
+            False,
+            f"not usable: {type(error).__name__}: {error}",
+            fix=f"{SETUP} (builds Horovod 0.28.1 against this TensorFlow)",
+        )
     listing = ", ".join(f"{name} {'yes' if flag else 'no'}" for name, flag in built.items())
     ok = built["gloo"] or built["mpi"]
-    return Check("horovod", ok, f"{horovod.__version__}: {listing}",
-                 fix=f"rebuild with Gloo or MPI: {SETUP}")
+    return Check(
+        "horovod", ok, f"{horovod.__version__}: {listing}", fix=f"rebuild with Gloo or MPI: {SETUP}"
+    )
 
 
 def check_nvml() -> Check:
@@ -96,13 +112,26 @@ def check_nvml() -> Check:
 
     inventory = nvml_inventory()
     if not inventory["available"]:
-        return Check("nvml", False, f"{inventory['reason']} (CPU only: GPU telemetry will be "
-                     "null)", required=False,
-                     fix="on GPU nodes: install the NVIDIA driver; pip install nvidia-ml-py")
-    gpus = "; ".join(f"{gpu['index']}: {gpu['name']}{' (GPM)' if gpu['gpm'] else ''}"
-                     for gpu in inventory["gpus"]) or "no GPUs"
-    return Check("nvml", True, f"driver {inventory['driver']}, CUDA driver "
-                 f"{inventory['cuda_driver']}; {gpus}", required=False)
+        return Check(
+            "nvml",
+            False,
+            f"{inventory['reason']} (CPU only: GPU telemetry will be " "null)",
+            required=False,
+            fix="on GPU nodes: install the NVIDIA driver; pip install nvidia-ml-py",
+        )
+    gpus = (
+        "; ".join(
+            f"{gpu['index']}: {gpu['name']}{' (GPM)' if gpu['gpm'] else ''}"
+            for gpu in inventory["gpus"]
+        )
+        or "no GPUs"
+    )
+    return Check(
+        "nvml",
+        True,
+        f"driver {inventory['driver']}, CUDA driver " f"{inventory['cuda_driver']}; {gpus}",
+        required=False,
+    )
 
 
 def check_cpus() -> Check:
@@ -123,8 +152,9 @@ def check_launchers() -> Check:
     if mpi_version:
         listing += f" ({mpi_version})"
     ok = found["horovodrun"] is not None
-    return Check("launchers", ok, listing,
-                 fix=f"{SETUP} (installs OpenMPI and Horovod's horovodrun)")
+    return Check(
+        "launchers", ok, listing, fix=f"{SETUP} (installs OpenMPI and Horovod's horovodrun)"
+    )
 
 
 def _first_line(argv: list[str]) -> str | None:
@@ -136,7 +166,12 @@ def _first_line(argv: list[str]) -> str | None:
 
 
 CHECKS: tuple[Callable[[], Check], ...] = (
-    check_python, check_tensorflow, check_keras, check_horovod, check_nvml, check_cpus,
+    check_python,
+    check_tensorflow,
+    check_keras,
+    check_horovod,
+    check_nvml,
+    check_cpus,
     check_launchers,
 )
 
@@ -146,15 +181,19 @@ def run_checks(checks: Sequence[Callable[[], Check]] = CHECKS) -> list[Check]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m bench.doctor",
-                            description=__doc__.split("\n\n")[0]).parse_args(argv)
+    argparse.ArgumentParser(
+        prog="python -m bench.doctor", description=__doc__.split("\n\n")[0]
+    ).parse_args(argv)
     checks = run_checks()
     for check in checks:
         print(check.line())
     failed = [check for check in checks if check.required and not check.ok]
     if failed:
-        print(f"\n{len(failed)} required check(s) failed: "
-              f"{', '.join(check.name for check in failed)}. Fix: {SETUP}", file=sys.stderr)
+        print(
+            f"\n{len(failed)} required check(s) failed: "
+            f"{', '.join(check.name for check in failed)}. Fix: {SETUP}",
+            file=sys.stderr,
+        )
         return 1
     print("\nready")
     return 0

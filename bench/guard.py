@@ -51,8 +51,11 @@ class BadDataGuard:
         return int(self.skipped.numpy())
 
     def register(self, elements: tf.data.Dataset, *, finite: bool) -> tf.data.Dataset:
-        """Add `seq` and `end` to each element and remember where each seq came from."""
-        elements = elements.map(plain(lambda e: {**e, "end": tf.constant(False)}))
+        """Number the elements (`seq`) and remember where each number came from.
+
+        The source stage's elements carry `end` (False); a finite stream gets a sentinel
+        with `end` True, so that failures among its last elements are seen.
+        """
         if finite:
             elements = elements.concatenate(
                 tf.data.Dataset.from_tensors(_sentinel(elements.element_spec))
@@ -60,10 +63,9 @@ class BadDataGuard:
         return elements.enumerate().map(plain(self._remember))
 
     def check(self, decoded: tf.data.Dataset) -> tf.data.Dataset:
-        """Account for gaps and problems in the decoded stream; fail or drop and count."""
+        """Account for gaps and problems in the decoded stream; fail, or drop and count."""
         checked = decoded.scan(tf.constant(0, tf.int64), plain(self._account))
-        act = self._count if self.skip_bad else self._fail
-        return checked.map(plain(act)).filter(plain(_keep))
+        return checked.filter(plain(_keep))
 
     def _remember(self, seq: tf.Tensor, element: Element) -> Element:
         where = tf.stack([element["source_id"], element["record"]])
@@ -72,6 +74,29 @@ class BadDataGuard:
             return {**element, "seq": tf.identity(seq)}
 
     def _account(self, expected: tf.Tensor, element: Element) -> tuple[tf.Tensor, Element]:
+        """Per element: forget its number; on a gap or a problem, fail or count."""
+        seq = element["seq"]
+        bad = tf.logical_or(seq > expected, element["problem"] != PROBLEM_NONE)
+        acted = tf.cond(bad, lambda: self._act(expected, element), lambda: tf.constant(0, tf.int64))
+        remove = self._where.remove(tf.range(expected, seq + 1, dtype=tf.int64))
+        with tf.control_dependencies([acted, remove]):
+            return seq + 1, {**element, "seq": tf.identity(seq)}
+
+    def _act(self, expected: tf.Tensor, element: Element) -> tf.Tensor:
+        """Name the bad elements up to this one; fail, or report and count them."""
+        messages = self._messages(expected, element)
+        text = tf.strings.reduce_join(messages, separator="; ")
+        if not self.skip_bad:
+            check = tf.debugging.Assert(
+                False, ["bad data:", text, "(set skip_bad to skip such examples and count them)"]
+            )
+            with tf.control_dependencies([check]):
+                return tf.constant(0, tf.int64)
+        printed = tf.print("chexbench: skipped bad data:", text, output_stream=sys.stderr)
+        with tf.control_dependencies([printed]):
+            return self.skipped.assign_add(tf.size(messages, out_type=tf.int64))
+
+    def _messages(self, expected: tf.Tensor, element: Element) -> tf.Tensor:
         seq = element["seq"]
         missing = tf.range(expected, seq, dtype=tf.int64)
         lost = _describe(self._files, self._where.lookup(missing), DECODE_FAILED)
@@ -81,39 +106,7 @@ class BadDataGuard:
         )
         own = _describe(self._files, self._where.lookup(seq[None]), own_reason)
         own = own[: tf.cast(element["problem"] != PROBLEM_NONE, tf.int32)]
-        messages = tf.concat([lost, own], axis=0)
-        remove = self._where.remove(tf.range(expected, seq + 1, dtype=tf.int64))
-        with tf.control_dependencies([remove]):
-            result = {
-                **element,
-                "bad_count": tf.size(messages, out_type=tf.int64),
-                "bad_messages": tf.strings.reduce_join(messages, separator="; "),
-            }
-            return seq + 1, result
-
-    def _fail(self, element: Element) -> Element:
-        check = tf.debugging.Assert(
-            tf.equal(element["bad_count"], 0),
-            [
-                "bad data:",
-                element["bad_messages"],
-                "(set skip_bad to skip such examples and count them)",
-            ],
-        )
-        with tf.control_dependencies([check]):
-            return {**element, "seq": tf.identity(element["seq"])}
-
-    def _count(self, element: Element) -> Element:
-        def report() -> tf.Tensor:
-            printed = tf.print(
-                "chexbench: skipped bad data:", element["bad_messages"], output_stream=sys.stderr
-            )
-            with tf.control_dependencies([printed]):
-                return self.skipped.assign_add(element["bad_count"])
-
-        updated = tf.cond(element["bad_count"] > 0, report, self.skipped.read_value)
-        with tf.control_dependencies([updated]):
-            return {**element, "seq": tf.identity(element["seq"])}
+        return tf.concat([lost, own], axis=0)
 
 
 def _keep(element: Element) -> tf.Tensor:

@@ -22,7 +22,9 @@ workers in a stable order, unflipped, keeping the last partial batch.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import tensorflow as tf
 
@@ -30,6 +32,7 @@ from bench.guard import BadDataGuard
 from bench.preprocess import DTYPES, finish, resize
 from bench.sources import (
     PROBLEM_NONE,
+    Element,
     ReadPlan,
     Source,
     encoded_elements,
@@ -37,7 +40,6 @@ from bench.sources import (
     plain,
     raw_source,
     tfrecord_source,
-    uses_file_sharding,
 )
 
 __all__ = [
@@ -122,21 +124,25 @@ def build_dataset(
     # Order-preserving, so that the guard can see which elements failed to decode.
     decoded = elements.map(plain(_decoder(source, options.image_size)), **_parallel(parallel, True))
     decoded = decoded.ignore_errors()
-    images = guard.check(decoded).map(plain(lambda e: (e["image"], e["label"])))
+    images = guard.check(decoded)
     if options.cache:
-        images = images.cache()
+        images = images.map(plain(_image_and_label)).cache()
         if options.training:
             images = images.shuffle(options.shuffle_buffer, seed=seed + 2).repeat()
 
-    def model_input(index: tf.Tensor, item: tuple[tf.Tensor, tf.Tensor]) -> tuple:
-        image, label = item
-        flip_seed = tf.stack([tf.constant(seed, tf.int64), index])
-        return finish(
-            image, training=options.training, dtype=options.dtype, flip_seed=flip_seed
-        ), label
+    def model_input(*item: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        # Training items are (running index, element): the index seeds the flip, so that a
+        # flip differs between epochs (also after a cache) and never depends on threads.
+        index, element = item if options.training else (None, item[0])
+        image, label = _image_and_label(element)
+        flip_seed = None if index is None else tf.stack([tf.constant(seed, tf.int64), index])
+        image = finish(image, training=options.training, dtype=options.dtype, flip_seed=flip_seed)
+        return image, label
 
     in_order = not options.training
-    batches = images.enumerate().map(plain(model_input), **_parallel(parallel, in_order))
+    if options.training:
+        images = images.enumerate()
+    batches = images.map(plain(model_input), **_parallel(parallel, in_order))
     batches = batches.batch(
         options.batch_size, drop_remainder=options.training, **_parallel(parallel, in_order)
     )
@@ -158,20 +164,7 @@ def skipped_count(dataset: tf.data.Dataset) -> int | None:
     return guard.skipped_count()
 
 
-def file_sharded(source: Source, options: PipelineOptions, num_workers: int) -> bool:
-    """Whether workers split whole files (True) or every worker reads and keeps every N-th."""
-    plan = ReadPlan(
-        training=options.training,
-        parallel=True,
-        worker_index=0,
-        num_workers=num_workers,
-        repeat=False,
-        shuffle_seed=0,
-    )
-    return uses_file_sharding(source, plan)
-
-
-def _decoder(source: Source, image_size: int):  # noqa: ANN202 - a tf.data map function
+def _decoder(source: Source, image_size: int) -> Callable[[Element], Element]:
     load = loader(source)
 
     def decode(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -184,7 +177,8 @@ def _decoder(source: Source, image_size: int):  # noqa: ANN202 - a tf.data map f
 
         skip = tf.logical_or(element["end"], element["problem"] != PROBLEM_NONE)
         image, label = tf.cond(skip, placeholder, real)
-        return {**element, "payload": tf.constant(""), "image": image, "label": label}
+        kept = {name: element[name] for name in ("seq", "problem", "end")}
+        return {**kept, "image": image, "label": label}
 
     return decode
 
@@ -201,6 +195,13 @@ def _parallel(calls: int | None, deterministic: bool) -> dict[str, object]:
     if calls is None:
         return {}
     return {"num_parallel_calls": calls, "deterministic": deterministic}
+
+
+def _image_and_label(element: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """The (image, label) of a checked element (a dict), or of a cached pair."""
+    if isinstance(element, dict):
+        return element["image"], element["label"]
+    return element
 
 
 def _naive_options() -> tf.data.Options:

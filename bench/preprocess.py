@@ -82,14 +82,19 @@ def finish(
     """float32 [S, S, 1] (0..255) -> the model input [S, S, 3] in `dtype`.
 
     `flip_seed` is a [2] int tensor (the run's seed and the element's sequence number), so
-    that a flip depends on the element and the epoch, never on thread scheduling.
+    that a flip depends on the element and the epoch, never on thread scheduling. The flip
+    runs on the one gray channel, and widening to three channels happens inside the
+    normalisation's multiply-add, ((v / 255) - mean) / std = v * scale + offset: the same
+    values as grayscale_to_rgb followed by the textbook formula, in two passes instead of five.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    rgb = tf.image.grayscale_to_rgb(image) / 255.0
-    normalised = (rgb - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
     if training:
         if flip_seed is None:
             raise ValueError("a training pipeline needs a flip seed")
-        normalised = tf.image.stateless_random_flip_left_right(normalised, seed=flip_seed)
-    return tf.cast(normalised, dtype)
+        image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    scale = tf.constant([1.0 / (255.0 * std) for std in IMAGENET_STD])
+    offset = tf.constant(
+        [-mean / std for mean, std in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    )
+    return tf.cast(image * scale + offset, dtype)

@@ -61,8 +61,9 @@ def probe(
 ) -> ProbeResult:
     """Pull 1 + warmup_batches + batches batches from `dataset` and time them."""
     if batches < 1 or warmup_batches < 0:
-        raise ValueError(f"need batches >= 1 and warmup_batches >= 0, got {batches}, "
-                         f"{warmup_batches}")
+        raise ValueError(
+            f"need batches >= 1 and warmup_batches >= 0, got {batches}, " f"{warmup_batches}"
+        )
     started = time.perf_counter()
     iterator = iter(dataset)
     first = next(iterator, None)
@@ -87,16 +88,23 @@ def probe(
         used = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
         process_pct = 100.0 * used / measured_s
     return ProbeResult(
-        batch_size=batch_size, batches=len(measured), images=images,
+        batch_size=batch_size,
+        batches=len(measured),
+        images=images,
         measured_s=measured_s if measured else None,
         images_per_sec=images / measured_s if measured and measured_s > 0 else None,
-        time_to_first_batch_s=time_to_first, warmup_batches=len(warmup),
-        warmup_batch_s=[seconds for seconds, _ in warmup], batch_s=times,
-        latency_p50_s=percentiles[0], latency_p90_s=percentiles[1],
+        time_to_first_batch_s=time_to_first,
+        warmup_batches=len(warmup),
+        warmup_batch_s=[seconds for seconds, _ in warmup],
+        batch_s=times,
+        latency_p50_s=percentiles[0],
+        latency_p90_s=percentiles[1],
         latency_p99_s=percentiles[2],
         process_cpu_pct=process_pct if measured else None,
-        host_cpu_pct=host_pct if measured else None, cpu_count=os.cpu_count() or 1,
-        exhausted=exhausted, skipped_examples=_skipped(dataset),
+        host_cpu_pct=host_pct if measured else None,
+        cpu_count=os.cpu_count() or 1,
+        exhausted=exhausted,
+        skipped_examples=_skipped(dataset),
         note=_note(len(warmup), len(measured), warmup_batches, batches),
     )
 
@@ -150,8 +158,21 @@ def _note(warmed: int, measured: int, warmup_batches: int, batches: int) -> str 
 
 def _empty(batch_size: int, time_to_first: float, note: str) -> ProbeResult:
     return ProbeResult(
-        batch_size=batch_size, batches=0, images=0, measured_s=None, images_per_sec=None,
-        time_to_first_batch_s=time_to_first, warmup_batches=0, warmup_batch_s=[], batch_s=[],
-        latency_p50_s=None, latency_p90_s=None, latency_p99_s=None, process_cpu_pct=None,
-        host_cpu_pct=None, cpu_count=os.cpu_count() or 1, exhausted=True, note=note,
+        batch_size=batch_size,
+        batches=0,
+        images=0,
+        measured_s=None,
+        images_per_sec=None,
+        time_to_first_batch_s=time_to_first,
+        warmup_batches=0,
+        warmup_batch_s=[],
+        batch_s=[],
+        latency_p50_s=None,
+        latency_p90_s=None,
+        latency_p99_s=None,
+        process_cpu_pct=None,
+        host_cpu_pct=None,
+        cpu_count=os.cpu_count() or 1,
+        exhausted=True,
+        note=note,
     )

@@ -8,6 +8,7 @@ turns a `Source` into a dataset of *encoded elements*, one per example:
     source_id int64    index into Source.files (the image file, or the shard)
     record    int64    record index inside the shard; -1 for raw files
     problem   int32    0, or why the element is known bad before decoding (PROBLEMS)
+    end       bool     False (True only for the guard's end-of-stream sentinel)
     label     float32 [14]  (raw: from the CSV; tfrecord: parsed later, zeros here)
 
 and `loader(source)` gives the function that turns one such element into
@@ -16,8 +17,9 @@ and `loader(source)` gives the function that turns one such element into
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,6 @@ class Source:
     record_counts: tuple[int, ...] = ()  # tfrecord only: per shard, from the manifest
     compression: str = "none"  # tfrecord only: "none" | "gzip"
     encoding: str = "png"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -178,6 +179,7 @@ def _raw_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
             "source_id": index,
             "record": tf.constant(-1, tf.int64),
             "problem": tf.constant(PROBLEM_NONE),
+            "end": tf.constant(False),
             "label": labels[index],
         }
 
@@ -251,6 +253,7 @@ def _shard_reader(source: Source, *, buffer_size: int | None) -> Callable[[tf.Te
                 "source_id": shard_id,
                 "record": index,
                 "problem": problem,
+                "end": tf.constant(False),
                 "label": tf.zeros([NUM_LABELS], tf.float32),
             }
 
@@ -274,14 +277,13 @@ def _load_raw(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
     return image, element["label"]
 
 
-_FEATURE_SPEC: dict[str, Any] | None = None
+@functools.cache
+def _feature_spec() -> dict[str, Any]:
+    return features.tf_feature_spec()
 
 
 def _load_record(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
-    global _FEATURE_SPEC
-    if _FEATURE_SPEC is None:
-        _FEATURE_SPEC = features.tf_feature_spec()
-    parsed = tf.io.parse_single_example(element["payload"], _FEATURE_SPEC)
+    parsed = tf.io.parse_single_example(element["payload"], _feature_spec())
     image = decode_image(
         parsed[features.IMAGE_ENCODED],
         parsed[features.IMAGE_FORMAT],

@@ -188,9 +188,16 @@ def select(cells: Sequence[Cell], options: SweepOptions) -> list[Cell]:
             for pattern in options.only
         ):
             continue
-        if all(str(cell.settings[name]) in values for name, values in options.filters.items()):
+        if all(_shown(cell, name) in values for name, values in options.filters.items()):
             chosen.append(cell)
     return chosen
+
+
+def _shown(cell: Cell, name: str) -> str:
+    """A setting as filters see it: synthetic cells have no data format or pipeline."""
+    if cell.settings["mode"] == "synthetic" and name in ("data_format", "pipeline"):
+        return "-"
+    return str(cell.settings[name])
 
 
 def print_plan(

@@ -178,7 +178,8 @@ def run(
     source: Path | None,
     work: Path,
     limit: int | None = None,
-) -> list[Row]:
+    repeats: int = 1,
+) -> list[list[Row]]:
     if source is None:
         source = work / f"synth-{images}x{size}"
         print(f"generating {images} synthetic {size}px images in {source} ...", file=sys.stderr)
@@ -191,11 +192,27 @@ def run(
         for split in ("train", "val", "test")
         for record in dataset.split(split)[:limit]
     ]
-    rows = measure_ceilings(files, workers, work / "copy")
-    for conversion in CONVERSIONS:
-        print(f"converting: {conversion.name} ...", file=sys.stderr)
-        rows.append(measure_conversion(conversion, source, work / "out", workers, limit))
-    return rows
+    rounds: list[list[Row]] = []
+    for round_index in range(repeats):
+        # Ceilings and conversions alternate within each round, so that a change in the
+        # machine's load hits both sides of a ratio alike.
+        rows = measure_ceilings(files, workers, work / "copy")
+        for conversion in CONVERSIONS:
+            print(f"round {round_index + 1}/{repeats}: {conversion.name} ...", file=sys.stderr)
+            rows.append(measure_conversion(conversion, source, work / "out", workers, limit))
+        rounds.append(rows)
+    return rounds
+
+
+def median_rows(rounds: list[list[Row]]) -> list[Row]:
+    """Per row, the round with the median wall time (raw rounds stay in the JSON)."""
+    medians = []
+    for position in range(len(rounds[0])):
+        samples = sorted(
+            (round_rows[position] for round_rows in rounds), key=lambda row: row.wall_seconds
+        )
+        medians.append(samples[(len(samples) - 1) // 2])
+    return medians
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,30 +242,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--limit", type=int, default=None, help="at most N images per split (a real data set)"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds; the table shows each row's median"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     workers = args.workers or default_workers()
-    if args.images < 1 or args.size < 8 or workers < 1 or (args.limit or 1) < 1:
-        print("error: --images, --workers, --limit >= 1 and --size >= 8", file=sys.stderr)
+    if min(args.images, workers, args.limit or 1, args.repeats) < 1 or args.size < 8:
+        print("error: --images, --workers, --limit, --repeats >= 1; --size >= 8", file=sys.stderr)
         return 2
     header = machine_lines(workers)
     with tempfile.TemporaryDirectory(prefix="chexbench-convbench-") as temporary:
         work = args.work or Path(temporary)
-        rows = run(
+        rounds = run(
             images=args.images,
             size=args.size,
             workers=workers,
             source=args.source,
             work=work,
             limit=args.limit,
+            repeats=args.repeats,
         )
     print("\n".join(header))
-    print(format_table(rows))
+    if args.repeats > 1:
+        print(f"median of {args.repeats} rounds (by wall time) per row:")
+    print(format_table(median_rows(rounds)))
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"load average at the end: {load}")
     if args.json:
         args.json.write_text(
-            json.dumps({"machine": header, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
+            json.dumps(
+                {"machine": header, "rounds": [[asdict(r) for r in rows] for rows in rounds]},
+                indent=2,
+            )
+            + "\n"
         )
     return 0
 

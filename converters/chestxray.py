@@ -127,10 +127,10 @@ class DatasetSummary:
             )
             out.append(f"  {len(self.bad_rows)} bad row(s): {shown}{more}")
         if self.records:
-            prevalence = ", ".join(
+            items = [
                 f"{name} {100.0 * count / max(found, 1):.1f}%" for name, count in self.label_counts
-            )
-            out.append(f"  positives (images on disk): {prevalence}")
+            ]
+            out.extend(_wrap("  positives (images on disk): ", items))
         return out
 
 
@@ -418,6 +418,51 @@ def _summarize(
     )
 
 
+def _wrap(head: str, items: list[str], width: int = 100) -> list[str]:
+    """`head` then the items, comma-separated, wrapped between items (never inside one)."""
+    lines, current = [], head
+    for position, item in enumerate(items):
+        piece = item + ("," if position < len(items) - 1 else "")
+        if current.strip() and len(current) + len(piece) > width:
+            lines.append(current.rstrip())
+            current = "    "
+        current += piece + " "
+    lines.append(current.rstrip())
+    return lines
+
+
 def _first(names: tuple[str, ...]) -> str:
     shown = ", ".join(names[:_SHOWN])
     return shown + (f" ... and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m converters.chestxray ROOT [--val-fraction F] [--seed S]`: print the summary
+    and the split sizes; exit 2 when the data set cannot be read."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m converters.chestxray",
+        description="Read a ChestX-ray14 folder and print what was found and every problem.",
+    )
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        data = read_chestxray14(args.root)
+        sizes = {
+            name: len(data.split(name, val_fraction=args.val_fraction, seed=args.seed))
+            for name in SPLITS
+        }
+    except (DatasetError, ValueError) as error:
+        print(f"converters.chestxray: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(data.summary.lines()))
+    print("  splits: " + ", ".join(f"{name} {count}" for name, count in sizes.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -133,52 +133,63 @@ def _skip_entry(task: ShardTask, item: ShardItem, reason: str) -> dict[str, Any]
     return {"split": task.split, "filename": item.filename, "row": item.row, "reason": reason}
 
 
+@dataclass
+class _Tally:
+    """What a shard's writing has read, copied and skipped so far."""
+
+    bytes_in: int = 0
+    copied: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _write_item(
+    task: ShardTask,
+    item: ShardItem,
+    writer: TFRecordFileWriter,
+    tally: _Tally,
+    report: ProgressCallback | None,
+) -> None:
+    """Encode one image and append its record, or record why it is skipped."""
+    try:
+        image = load_image(
+            Path(item.path), encoding=task.encoding, quality=task.quality, resize=task.resize
+        )
+    except ImageReadError as error:
+        if task.strict:
+            raise StrictModeError(f"{item.path}: {error} (row {item.row}; --strict)") from error
+        tally.skipped.append(_skip_entry(task, item, str(error)))
+        if report is not None:
+            report(1, 0, 0)
+        return
+    record = example_features(
+        item,
+        image.data,
+        encoding=task.encoding,
+        height=image.height,
+        width=image.width,
+        channels=image.channels,
+    )
+    before = writer.size
+    writer.write_parts(example_parts(record))
+    tally.bytes_in += image.source_bytes
+    tally.copied += int(image.copied)
+    if report is not None:
+        report(1, image.source_bytes, writer.size - before)
+
+
 def write_shard(task: ShardTask, report: ProgressCallback | None = None) -> ShardResult:
     """Write `task`'s shard under a temporary name, then rename it and journal it."""
     out_dir = Path(task.out_dir)
-    final = out_dir / task.file
     partial = out_dir / f".{task.file}{PARTIAL_SUFFIX}"
-    skipped: list[dict[str, Any]] = []
-    bytes_in = copied = 0
+    tally = _Tally()
     try:
         with TFRecordFileWriter(partial, compression=task.compression) as writer:
             for item in task.items:
-                try:
-                    image = load_image(
-                        Path(item.path),
-                        encoding=task.encoding,
-                        quality=task.quality,
-                        resize=task.resize,
-                    )
-                except ImageReadError as error:
-                    if task.strict:
-                        raise StrictModeError(
-                            f"{item.path}: {error} (row {item.row}; --strict)"
-                        ) from error
-                    skipped.append(_skip_entry(task, item, str(error)))
-                    if report is not None:
-                        report(1, 0, 0)
-                    continue
-                parts = example_parts(
-                    example_features(
-                        item,
-                        image.data,
-                        encoding=task.encoding,
-                        height=image.height,
-                        width=image.width,
-                        channels=image.channels,
-                    )
-                )
-                before = writer.size
-                writer.write_parts(parts)
-                bytes_in += image.source_bytes
-                copied += int(image.copied)
-                if report is not None:
-                    report(1, image.source_bytes, writer.size - before)
+                _write_item(task, item, writer, tally, report)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)  # a partial shard must never look complete
         raise
-    os.replace(partial, final)
+    os.replace(partial, out_dir / task.file)
     fsync_directory(out_dir)
     result = ShardResult(
         split=task.split,
@@ -187,9 +198,9 @@ def write_shard(task: ShardTask, report: ProgressCallback | None = None) -> Shar
         records=writer.records,
         bytes=writer.size,
         sha256=writer.sha256,
-        bytes_in=bytes_in,
-        copied=copied,
-        skipped=tuple(skipped),
+        bytes_in=tally.bytes_in,
+        copied=tally.copied,
+        skipped=tuple(tally.skipped),
         plan_hash=task.plan_hash(),
     )
     write_journal(out_dir, result)

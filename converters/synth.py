@@ -59,7 +59,7 @@ TEST_SHARE = 0.22
 NOISE_SIGMA = 1.2
 ANATOMY_MAX_SIZE = 256  # anatomy is drawn at most this large, then upsampled (it is smooth)
 DEFAULT_MARK_STRENGTH = 1.0
-MARK_AMPLITUDE = 16.0  # grey levels at strength 1: faint beside ~120 levels of anatomy
+MARK_AMPLITUDE = 24.0  # grey levels at strength 1: faint beside ~120 levels of anatomy
 MARK_RADIUS = 0.28  # of the image side; survives downsizing to 32 px
 IMAGES_PER_PATIENT_MEAN = 3.6  # NIH: 112,120 images of 30,805 patients
 
@@ -307,7 +307,9 @@ def render_image(
         anatomy = np.asarray(
             Image.fromarray(anatomy, mode="F").resize((size, size), Image.Resampling.BILINEAR)
         )
-    pixels = anatomy + image_rng.standard_normal((size, size), dtype=np.float32) * NOISE_SIGMA
+    # Film noise varies between exposures, and so do NIH's file sizes.
+    sigma = NOISE_SIGMA * float(image_rng.uniform(0.6, 1.4))
+    pixels = anatomy + image_rng.standard_normal((size, size), dtype=np.float32) * sigma
     places = _mark_places(image_rng, item.labels, size)
     if mark_strength:
         for label, (row, column) in places:
@@ -331,7 +333,9 @@ def _mark_places(
     return places
 
 
-def _add_mark(pixels: np.ndarray, mark: np.ndarray, row: int, column: int, amplitude: float):
+def _add_mark(
+    pixels: np.ndarray, mark: np.ndarray, row: int, column: int, amplitude: float
+) -> None:
     half = mark.shape[0] // 2
     top, left = row - half, column - half
     rows = slice(max(top, 0), min(top + mark.shape[0], pixels.shape[0]))

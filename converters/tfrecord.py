@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import hashlib
 import math
 import multiprocessing
 import os
@@ -40,6 +39,7 @@ from converters.shards import (
     ShardResult,
     ShardTask,
     StrictModeError,
+    file_sha256,
     reusable_result,
     write_shard,
 )
@@ -112,7 +112,7 @@ class ConversionOptions:
             ),
             (
                 0.0 <= self.val_fraction < 1.0,
-                f"val fraction must be in [0, 1), got " f"{self.val_fraction}",
+                f"val fraction must be in [0, 1), got {self.val_fraction}",
             ),
             (self.limit is None or self.limit >= 1, f"limit must be >= 1, got {self.limit}"),
             (not (self.resume and self.overwrite), "give --resume or --overwrite, not both"),
@@ -260,6 +260,8 @@ def prepare_output(options: ConversionOptions, planned_files: set[str]) -> None:
     vouches for shards being rewritten.
     """
     out = options.out
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
     leftovers = conversion_leftovers(out)
     if leftovers and not (options.overwrite or options.resume):
         names = ", ".join(path.name for path in leftovers[:4])
@@ -291,11 +293,14 @@ class ParentGoneError(RuntimeError):
     """The converting process died; an orphaned worker stops instead of finishing a shard."""
 
 
-def _init_worker(progress_queue: Any, parent_pid: int) -> None:
+def _init_worker(progress_queue: Any, parent_pid: int | None) -> None:
+    """`parent_pid` is the converting process when it is this worker's parent (fork, spawn);
+    None under forkserver, where the parent is the server process."""
     global _progress_queue, _parent_pid
     _progress_queue = progress_queue
     _parent_pid = parent_pid
-    _die_with_parent()
+    if parent_pid is not None:
+        _die_with_parent()
 
 
 def _die_with_parent() -> None:
@@ -316,7 +321,7 @@ def _pool_write_shard(task: ShardTask) -> ShardResult:
     def report(images: int, bytes_in: int, bytes_out: int) -> None:
         # Without this check a worker orphaned by a killed run would still rename its shard
         # into a folder that a new run may already be writing.
-        if os.getppid() != _parent_pid:
+        if _parent_pid is not None and os.getppid() != _parent_pid:
             raise ParentGoneError(f"the conversion process {_parent_pid} is gone")
         _progress_queue.put((images, bytes_in, bytes_out))
 
@@ -378,14 +383,16 @@ def pool_start_method() -> str:
 def _run_in_pool(tasks: list[ShardTask], workers: int, progress: _Progress) -> list[ShardResult]:
     """Write shards in a process pool. A worker that dies (OOM killer, a signal) raises
     BrokenProcessPool here instead of leaving the run waiting forever for its shard."""
-    context = multiprocessing.get_context(pool_start_method())
+    method = pool_start_method()
+    context = multiprocessing.get_context(method)
+    parent_pid = None if method == "forkserver" else os.getpid()
     progress_queue = context.Queue()
     results: list[ShardResult] = []
     with ProcessPoolExecutor(
         workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(progress_queue, os.getpid()),
+        initargs=(progress_queue, parent_pid),
     ) as pool:
         pending = {pool.submit(_pool_write_shard, task) for task in tasks}
         try:
@@ -417,10 +424,6 @@ def run_tasks(tasks: list[ShardTask], *, workers: int, progress: _Progress) -> l
 
 
 # --- the manifest --------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _utc_now() -> str:
@@ -516,7 +519,7 @@ def convert(options: ConversionOptions) -> Manifest:
     tasks = plan_tasks(dataset, options)
     if not tasks:
         raise DatasetError(
-            "no images on disk for the requested splits " f"({', '.join(options.splits)})",
+            f"no images on disk for the requested splits ({', '.join(options.splits)})",
             path=Path(options.source),
         )
     prepare_output(options, {task.file for task in tasks})

@@ -74,7 +74,7 @@ class VerifyReport:
             return [f"OK: {self.directory}: {counts}"]
         lines = [
             f"FAILED: {self.first_failure()}",
-            f"  {self.directory}: {counts}, " f"{len(self.problems)} problem(s):",
+            f"  {self.directory}: {counts}, {len(self.problems)} problem(s):",
         ]
         lines += [f"  - {problem}" for problem in self.problems[:_SHOWN_PROBLEMS]]
         if len(self.problems) > _SHOWN_PROBLEMS:
@@ -116,7 +116,7 @@ def check_example(
     labels = parsed[features.LABEL].numpy()
     if labels.shape != (len(manifest.labels),) or not set(labels.tolist()) <= {0, 1}:
         problems.append(
-            f"label is not a {len(manifest.labels)}-entry multi-hot vector: " f"{labels.tolist()}"
+            f"label is not a {len(manifest.labels)}-entry multi-hot vector: {labels.tolist()}"
         )
     if decode and not problems:
         data = parsed[features.IMAGE_ENCODED].numpy()

@@ -49,13 +49,11 @@ class Report:
 def build_report(sets: Sequence[ResultsSet]) -> Report:
     runs = runs_frame(sets)
     cells = cells_frame(runs)
-    results = {run.path.as_posix(): run.result for results in sets for run in results.runs}
+    documents = {run.path.as_posix(): run.result for one in sets for run in one.runs}
     conversions = {
-        (results.label, record["name"]): record
-        for results in sets
-        for record in results.conversions
+        (one.label, record["name"]): record for one in sets for record in one.conversions
     }
-    figures = {figure.name: figure for figure in all_figures(cells, runs, results)}
+    figures = {figure.name: figure for figure in all_figures(cells, runs, documents)}
     failed = failed_runs(sets)
     multi = len(sets) > 1
     sections = [
@@ -71,7 +69,7 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
         ),
         Section(
             "GPU utilization",
-            (tables.gpu_table(cells, runs, results),),
+            (tables.gpu_table(cells, runs, documents),),
             (figures["gpu_utilization.png"],),
         ),
         Section(
@@ -89,7 +87,7 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
     failure_tables = (failures_table(failed, multi=multi),)
     sections.append(Section("Failures", failure_tables + ((pending,) if pending else ())))
     return Report(
-        title="chexbench report: " + ", ".join(results.label for results in sets),
+        title="chexbench report: " + ", ".join(one.label for one in sets),
         period=_period(runs),
         highlights=tuple(_highlights(cells, runs, conversions)),
         environment=environment_table(sets),

@@ -10,6 +10,7 @@ from reports.format import NA, Table, describe_cell
 from reports.load import ResultsSet
 
 LOG_TAIL_LINES = 12
+MESSAGE_CHARS = 160
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ def failures_table(found: Sequence[Failure], *, multi: bool) -> Table:
     if not found:
         return Table("failures", "Failed and timed-out runs", intro, missing="every run finished")
     rows = tuple(
-        ((f.source,) if multi else ()) + (f.cell, str(f.repeat), f.status, f.exit_code, f.message)
+        ((f.source,) if multi else ())
+        + (f.cell, str(f.repeat), f.status, f.exit_code, _short(f.message))
         for f in found
     )
     headers = (("Source",) if multi else ()) + ("Cell", "Repeat", "Status", "Exit code", "Error")
@@ -96,3 +98,9 @@ def _relative(path: Path, root: Path) -> str:
         return (Path(root.name) / path.relative_to(root)).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def _short(message: str) -> str:
+    """The error message on one table line; the whole story is in the log tail below."""
+    line = " ".join(message.split())
+    return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 1] + "…"

@@ -236,3 +236,16 @@ def test_splits_are_patient_disjoint_and_deterministic(tmp_path: Path) -> None:
         data.split("validation")
     with pytest.raises(ValueError, match="val_fraction"):
         data.split("train", val_fraction=1.0)
+
+
+def test_command_line_prints_summary_and_splits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from converters.chestxray import main
+
+    assert main([str(make_tree(tmp_path / "ok"))]) == 0
+    printed = capsys.readouterr().out
+    assert "Data_Entry_2017.csv (6 rows, 6 parsed, 0 bad)" in printed
+    assert "splits: train" in printed and "test 2, all 6" in printed
+    assert main([str(tmp_path / "absent")]) == 2
+    assert "absent: not a folder" in capsys.readouterr().err

@@ -11,8 +11,14 @@ from bench import doctor
 
 
 def test_doctor_reports_this_machine_ready(repo_root, subprocess_env) -> None:
-    done = subprocess.run([sys.executable, "-m", "bench.doctor"], cwd=repo_root,
-                          env=subprocess_env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.doctor"],
+        cwd=repo_root,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout
     assert "tf.keras is tf_keras 2." in lines

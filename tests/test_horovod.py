@@ -26,8 +26,7 @@ def _python_module() -> list[str]:
 
 def _run(argv: list[str], env: dict[str, str], cwd: Path, timeout: float):
     began = time.monotonic()
-    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     return done, time.monotonic() - began
 
 
@@ -43,16 +42,37 @@ def test_gloo_two_ranks_average_gradients(tmp_path: Path, subprocess_env, repo_r
         pytest.skip("horovodrun not installed (scripts/setup.sh)")
     out, weights = tmp_path / "out", tmp_path / "weights"
     env = dict(subprocess_env, CHEXBENCH_TEST_WEIGHTS_DIR=str(weights))
-    argv = [str(HOROVODRUN), "-np", "2", "-H", "localhost:2", "--gloo", *_python_module(),
-            "--model", "resnet50", "--mode", "synthetic", "--steps", "3", "--warmup-steps", "1",
-            "--output-dir", str(out), *TINY]
+    argv = [
+        str(HOROVODRUN),
+        "-np",
+        "2",
+        "-H",
+        "localhost:2",
+        "--gloo",
+        *_python_module(),
+        "--model",
+        "resnet50",
+        "--mode",
+        "synthetic",
+        "--steps",
+        "3",
+        "--warmup-steps",
+        "1",
+        "--output-dir",
+        str(out),
+        *TINY,
+    ]
     done, _ = _run(argv, env, repo_root, timeout=420)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = _only_result(out)
     assert result["status"] == "ok"
     cell = result["cell"]
     assert (cell["engine"], cell["gpus"], cell["global_batch"], cell["nodes"]) == (
-        "horovod", 2, 4, 1)
+        "horovod",
+        2,
+        4,
+        1,
+    )
     assert result["environment"]["horovod_controller"] == "gloo"
     timing, throughput = result["timing"], result["throughput"]
     assert [len(steps) for steps in timing["step_s"]] == [3, 3]
@@ -75,19 +95,43 @@ def test_gloo_two_ranks_average_gradients(tmp_path: Path, subprocess_env, repo_r
     assert result["telemetry"]["gpu"] is None and result["telemetry"]["gpu_unavailable"]
 
 
-def test_mpirun_pipeline_sums_ranks(tmp_path: Path, subprocess_env, repo_root,
-                                    records_png: Path) -> None:
+def test_mpirun_pipeline_sums_ranks(
+    tmp_path: Path, subprocess_env, repo_root, records_png: Path
+) -> None:
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         pytest.skip("mpirun not installed (scripts/setup.sh)")
     out = tmp_path / "out"
     env = dict(subprocess_env, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    forward = [arg for name in ("PYTHONPATH", "PATH", "TF_CPP_MIN_LOG_LEVEL",
-                                "TF_USE_LEGACY_KERAS") for arg in ("-x", name)]
-    argv = [mpirun, "--allow-run-as-root", "-np", "2", "--oversubscribe", *forward,
-            *_python_module(), "--mode", "pipeline", "--data-format", "tfrecord",
-            "--records-dir", str(records_png), "--pipeline", "tuned", "--steps", "4",
-            "--warmup-steps", "1", "--output-dir", str(out), *TINY]
+    forward = [
+        arg
+        for name in ("PYTHONPATH", "PATH", "TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")
+        for arg in ("-x", name)
+    ]
+    argv = [
+        mpirun,
+        "--allow-run-as-root",
+        "-np",
+        "2",
+        "--oversubscribe",
+        *forward,
+        *_python_module(),
+        "--mode",
+        "pipeline",
+        "--data-format",
+        "tfrecord",
+        "--records-dir",
+        str(records_png),
+        "--pipeline",
+        "tuned",
+        "--steps",
+        "4",
+        "--warmup-steps",
+        "1",
+        "--output-dir",
+        str(out),
+        *TINY,
+    ]
     done, _ = _run(argv, env, repo_root, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = _only_result(out)
@@ -104,16 +148,35 @@ def test_mpirun_pipeline_sums_ranks(tmp_path: Path, subprocess_env, repo_root,
     assert result["dataset"]["records_dir"] == str(records_png)
 
 
-def test_a_dying_rank_takes_the_job_down(tmp_path: Path, subprocess_env, repo_root,
-                                         records_png: Path) -> None:
+def test_a_dying_rank_takes_the_job_down(
+    tmp_path: Path, subprocess_env, repo_root, records_png: Path
+) -> None:
     if not HOROVODRUN.exists():
         pytest.skip("horovodrun not installed (scripts/setup.sh)")
     out = tmp_path / "out"
     env = dict(subprocess_env, CHEXBENCH_TEST_CRASH="1:0")
-    argv = [str(HOROVODRUN), "-np", "2", "-H", "localhost:2", "--gloo", *_python_module(),
-            "--mode", "pipeline", "--data-format", "tfrecord", "--records-dir",
-            str(records_png), "--steps", "3", "--warmup-steps", "0",
-            "--output-dir", str(out), *TINY]
+    argv = [
+        str(HOROVODRUN),
+        "-np",
+        "2",
+        "-H",
+        "localhost:2",
+        "--gloo",
+        *_python_module(),
+        "--mode",
+        "pipeline",
+        "--data-format",
+        "tfrecord",
+        "--records-dir",
+        str(records_png),
+        "--steps",
+        "3",
+        "--warmup-steps",
+        "0",
+        "--output-dir",
+        str(out),
+        *TINY,
+    ]
     done, elapsed = _run(argv, env, repo_root, timeout=240)
     assert done.returncode != 0
     assert "crashing before step 0" in done.stdout + done.stderr

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import bench  # noqa: F401  (before TensorFlow)
-import tensorflow as tf
 from bench.pipelines import (
     PipelineOptions,
     Source,

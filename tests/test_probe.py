@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import bench  # noqa: F401  (before TensorFlow)
-import tensorflow as tf
 from bench.ceiling import decode_example, parse_example
 from bench.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
 from bench.probe import decoder_ceiling, probe
@@ -22,7 +23,7 @@ SLOW_S = 0.25
 def _slow_start_dataset(slow_batches: int) -> tf.data.Dataset:
     """Batches of 4 images; the first `slow_batches` take SLOW_S each, the rest ~nothing."""
 
-    def batches():  # noqa: ANN202 - a generator for tf.data
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for index in range(100):
             if index < slow_batches:
                 time.sleep(SLOW_S)

@@ -146,8 +146,22 @@ def test_pipeline_mode_raw_naive(tmp_path: Path, synth_root: Path) -> None:
 
 
 def _bad_input_cases(tmp_path: Path, synth_root: Path, records_png: Path) -> dict:
+    from converters.tfrecord import ConversionOptions, convert
+
     empty = tmp_path / "empty"
     empty.mkdir()
+    small = tmp_path / "records-16px"
+    convert(
+        ConversionOptions(
+            source=synth_root,
+            out=small,
+            encoding="png",
+            resize=16,
+            splits=("val",),
+            shard_count=1,
+            workers=1,
+        )
+    )
     return {
         "missing data dir": (
             ["--mode", "train", "--data-format", "raw", "--data-dir", str(tmp_path / "nowhere")],
@@ -161,15 +175,28 @@ def _bad_input_cases(tmp_path: Path, synth_root: Path, records_png: Path) -> dic
         "stored smaller": (
             [
                 "--mode",
-                "train",
+                "pipeline",
                 "--data-format",
                 "tfrecord",
                 "--records-dir",
-                str(records_png),
-                "--image-size",
-                "128",
+                str(small),
+                "--split",
+                "val",
             ],
             "smaller than",
+        ),
+        "split not converted": (
+            [
+                "--mode",
+                "pipeline",
+                "--data-format",
+                "tfrecord",
+                "--records-dir",
+                str(small),
+                "--image-size",
+                "16",
+            ],
+            "no split 'train'",
         ),
         "wrong encoding": (
             [

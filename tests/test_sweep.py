@@ -120,7 +120,7 @@ def test_crash_and_hang_are_recorded_and_never_stop_the_sweep(
     sweep = write_sweep(
         tmp_path,
         fake_worker,
-        "base: {mode: synthetic}\ntimeout_s: 2\nrepeats: 1\n"
+        "base: {mode: synthetic}\ntimeout_s: 6\nrepeats: 1\n"
         "axes: {batch_per_gpu: [1, 2, 3, 4, 5]}\n",
     )
     env["FAKE_BEHAVIOUR"] = json.dumps({"2": "crash", "3": "hang", "4": "stubborn"})
@@ -128,7 +128,7 @@ def test_crash_and_hang_are_recorded_and_never_stop_the_sweep(
     started = time.monotonic()
     code, out, err = run_sweep(options, env)
     assert code == 1, err
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 60
     sweep_dir = tmp_path / "results" / "fake"
     cells = cell_dirs(sweep_dir)
     assert statuses(cells[1]) == statuses(cells[5]) == ["ok"]
@@ -139,7 +139,7 @@ def test_crash_and_hang_are_recorded_and_never_stop_the_sweep(
     for batch in (3, 4):  # a sleeper, and one that ignores SIGTERM (needs SIGKILL)
         hung = results.load_result(results.find_results(cells[batch])[0])
         assert hung["status"] == "timeout", hung["error"]
-        assert "timed out after 2 s" in hung["error"]["message"]
+        assert "timed out after 6 s" in hung["error"]["message"]
         assert process_gone(int((cells[batch] / "pid-0").read_text()))
     assert all((cells[b] / "run-0.log").is_file() for b in cells)
     assert "fake worker crash" in (cells[2] / "run-0.log").read_text()
@@ -315,7 +315,7 @@ def test_conversions_are_made_once_recorded_and_reused(
     body = (
         "base: {synthetic: {images: 40, size: 32, seed: 1}, mode: pipeline,"
         " data_format: tfrecord, image_size: 32}\n"
-        "conversions: {small: {encoding: png, shard_count: 2}}\n"
+        "conversions: {small: {encoding: png, shard_count: 2, workers: 1}}\n"
         "axes: {conversion: [small], batch_per_gpu: [1, 2]}\n"
     )
     first = write_sweep(tmp_path, fake_worker, body, name="first")
@@ -348,7 +348,7 @@ def test_a_conversion_that_fails_fails_its_cells_only(
     empty.mkdir()
     body = (
         f"base: {{data_dir: {empty}, data_format: tfrecord, conversion: c}}\n"
-        "conversions: {c: {encoding: png}}\n"
+        "conversions: {c: {encoding: png, workers: 1}}\n"
         "axes: {mode: [synthetic, pipeline]}\n"
     )
     sweep = write_sweep(tmp_path, fake_worker, body)
@@ -376,7 +376,7 @@ def real_sweep(tmp_path: Path, name: str, launcher: str, body: str, data: Path) 
         f"name: {name}\nlauncher: {launcher}\ntimeout_s: 240\n"
         f"base: {{data_dir: {data}, image_size: 32, batch_per_gpu: 4, steps: 3,"
         f" warmup_steps: 1, shuffle_buffer: 16}}\n"
-        "conversions: {png: {encoding: png, shard_count: 2}}\n" + body
+        "conversions: {png: {encoding: png, shard_count: 2, workers: 1}}\n" + body
     )
     return path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -283,6 +284,10 @@ def test_existing_output_is_refused_and_bad_input_is_exit_2(
         s.file for split in again.splits for s in again.shards[split]
     )
 
+    (tmp_path / "a-file").write_text("")
+    assert main([str(small_source), str(tmp_path / "a-file"), "--quiet", "--workers", "1"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
     csv_path = read_chestxray14(small_source).csv_path
     lines = csv_path.read_text().splitlines()
     lines[3] = lines[3].replace(lines[3].split(",")[1], "Flu", 1)
@@ -405,3 +410,28 @@ def test_resume_after_sigkill_is_byte_identical(
         resumed.shard_paths("train"), reference.shard_paths("train"), strict=True
     ):
         assert path.read_bytes() == ref_path.read_bytes()
+
+
+def test_benchmark_prints_every_row(
+    synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from converters import benchmark
+
+    argv = [
+        "--source",
+        str(synth_root),
+        "--limit",
+        "2",
+        "--workers",
+        "1",
+        "--work",
+        str(tmp_path),
+        "--json",
+        str(tmp_path / "rows.json"),
+    ]
+    assert benchmark.main(argv) == 0
+    table = capsys.readouterr().out
+    for name in ("read + decode PNG", "lossless png (copy)", "png 256", "jpeg 256 q95", "raw 256"):
+        assert f"| {name} " in table
+    (rows,) = json.loads((tmp_path / "rows.json").read_text())["rounds"]
+    assert all(row["images"] == 6 and row["images_per_sec"] > 0 for row in rows)
