@@ -133,10 +133,11 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
     The ceiling goes first: its warm-up pass also warms the page cache for the pipelines.
     """
     figures: dict[str, Any] = {"ceiling": [], "naive": [], "tuned": []}
-    for _ in range(args.rounds):
+    for round_index in range(args.rounds):
         figures["ceiling"].append(
             decoder_ceiling(source, processes=args.processes, image_size=args.image_size)
         )
+        _progress(round_index, "ceiling", figures["ceiling"][-1]["images_per_sec"])
         for kind in ("naive", "tuned"):
             options = PipelineOptions(
                 kind=kind, image_size=args.image_size, batch_size=args.batch_size, training=True
@@ -148,7 +149,13 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
                 warmup_batches=args.warmup_batches,
             )
             figures[kind].append(result.to_dict())
+            _progress(round_index, kind, result.images_per_sec)
     return figures
+
+
+def _progress(round_index: int, what: str, images_per_sec: float | None) -> None:
+    rate = "no rate" if images_per_sec is None else f"{images_per_sec:.1f} images/s"
+    print(f"  round {round_index + 1}: {what}: {rate}", file=sys.stderr, flush=True)
 
 
 def _best(samples: list[dict[str, Any]]) -> dict[str, Any]:

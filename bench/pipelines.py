@@ -133,8 +133,10 @@ def build_dataset(
     def model_input(*item: Any) -> tuple[tf.Tensor, tf.Tensor]:
         # Training items are (running index, element): the index seeds the flip, so that a
         # flip differs between epochs (also after a cache) and never depends on threads.
-        index, element = item if options.training else (None, item[0])
-        image, label = _image_and_label(element)
+        # An element is a checked dict, or an (image, label) pair from the cache, which
+        # tf.data passes as two arguments when it is the whole item.
+        index, rest = (item[0], item[1:]) if options.training else (None, item)
+        image, label = _image_and_label(rest[0] if len(rest) == 1 else rest)
         flip_seed = None if index is None else tf.stack([tf.constant(seed, tf.int64), index])
         image = finish(image, training=options.training, dtype=options.dtype, flip_seed=flip_seed)
         return image, label

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import psutil
+
 from bench import launchers, results
 
 if TYPE_CHECKING:
@@ -127,16 +129,41 @@ def _execute(job: Job, log: Any) -> tuple[int | None, bool, str | None]:
 
 
 def stop_group(process: subprocess.Popen[bytes], grace_s: float) -> None:
-    """SIGTERM the job's whole process group, SIGKILL it after `grace_s` if still there."""
+    """SIGTERM the job's process group and every descendant, SIGKILL what is left after
+    `grace_s`. Descendants too: horovodrun starts each rank in a process group of its own."""
+    family = _descendants(process.pid)
     _signal_group(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace_s)
+    _signal_each(family, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while _group_alive(process.pid) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (
+        process.poll() is None or _group_alive(process.pid) or _any_alive(family)
+    ):
         time.sleep(0.1)
     _signal_group(process.pid, signal.SIGKILL)
+    _signal_each(family, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _signal_each(processes: list[psutil.Process], signum: int) -> None:
+    for member in processes:
+        with contextlib.suppress(psutil.Error):
+            member.send_signal(signum)
+
+
+def _any_alive(processes: list[psutil.Process]) -> bool:
+    alive = []
+    for member in processes:
+        with contextlib.suppress(psutil.Error):
+            alive.append(member.is_running() and member.status() != psutil.STATUS_ZOMBIE)
+    return any(alive)
 
 
 def _stop_stragglers(group: int) -> None:

@@ -396,13 +396,14 @@ def _prepare(
     for name in sorted({cell.conversion for cell in cells if needs_records(cell)}):
         started = time.monotonic()
         print(f"conversion {name}: {sweep.records_dir(name)}", file=err)
+        existed = (sweep.records_dir(name) / "manifest.json").is_file()
         try:
             record = prepare.ensure_conversion(sweep, name, sweep_dir, progress=options.progress)
         except prepare.PrepareError as error:
             print(f"error: {error}", file=err)
             failures[name] = str(error)
             continue
-        how = "reused" if record["reused"] else "converted"
+        how = "reused" if existed else "converted"
         print(
             f"conversion {name}: {how} ({record['images']} images, "
             f"{time.monotonic() - started:.1f} s)",

@@ -249,3 +249,14 @@ def test_command_line_prints_summary_and_splits(
     assert "splits: train" in printed and "test 2, all 6" in printed
     assert main([str(tmp_path / "absent")]) == 2
     assert "absent: not a folder" in capsys.readouterr().err
+
+
+def test_same_name_in_two_folders_is_reported_and_first_kept(tmp_path: Path) -> None:
+    make_tree(tmp_path, layout="archive")  # 00000001_000.png lands in images_001
+    _write_png(tmp_path / "images_003" / "images" / "00000001_000.png")
+    data = read_chestxray14(tmp_path)
+
+    assert data.summary.duplicate_files == ("00000001_000.png",)
+    assert data.records[0].path == tmp_path / "images_001" / "images" / "00000001_000.png"
+    assert data.summary.images_found == len(ROWS)
+    assert "with the same name in two image folders" in "\n".join(data.summary.lines())

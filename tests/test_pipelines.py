@@ -187,6 +187,11 @@ def test_training_batches_are_full_flipped_and_repeat(synth_root: Path) -> None:
     assert 0 < sum(digest not in unflipped for digest in seen) < len(seen)
     last = list(build_dataset(source, _options(batch_size=8)))[-1][0]
     assert last.shape[0] == 3  # evaluation keeps the last partial batch
+    cached = _arrays(build_dataset(source, _options(cache=True)))[0]
+    assert {hashlib.sha1(image.tobytes()).hexdigest() for image in cached} == unflipped
+    cached_training = build_dataset(source, _options(training=True, cache=True, batch_size=1))
+    epochs = _digests(cached_training, 3 * source.num_examples)
+    assert sorted(set(epochs)) == sorted({_digest(image) for image in cached})
 
 
 @pytest.fixture(scope="module")

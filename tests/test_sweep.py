@@ -40,6 +40,8 @@ behaviour = json.loads(os.environ.get("FAKE_BEHAVIOUR", "{}")).get(
 out = Path(config.output_dir)
 out.mkdir(parents=True, exist_ok=True)
 (out / f"pid-{config.repeat}").write_text(str(os.getpid()))
+rank = os.environ.get("HOROVOD_RANK", "0")
+(out / f"pid-{config.repeat}-rank{rank}").write_text(str(os.getpid()))
 print("fake worker", behaviour, "records", config.records_dir, flush=True)
 if behaviour == "crash":
     print("Traceback (most recent call last):\\nRuntimeError: boom", file=sys.stderr)
@@ -365,6 +367,30 @@ def test_a_conversion_that_fails_fails_its_cells_only(
     )
     assert failed["error"]["message"].startswith("not run: conversions.c: converting")
     assert not (tmp_path / "r" / "fake" / "conversions" / "c.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.horovod
+def test_interrupt_stops_every_horovodrun_rank_even_one_ignoring_sigterm(
+    tmp_path: Path, fake_worker: Path, env: dict[str, str]
+) -> None:
+    """horovodrun puts each rank in a process group of its own: the runner stops them all."""
+    sweep = tmp_path / "hvd.yaml"
+    sweep.write_text(
+        f"name: hvd\nworker: [{sys.executable}, {fake_worker}]\ntimeout_s: 600\n"
+        "launcher: {kind: horovodrun, hosts: [localhost:2], kill_grace_s: 2}\n"
+        "base: {mode: synthetic, gpus: 2, batch_per_gpu: 4}\n"
+    )
+    env["FAKE_BEHAVIOUR"] = json.dumps({"4": "stubborn"})
+    process = start_sweep(sweep, tmp_path / "r", env)
+    sweep_dir = tmp_path / "r" / "hvd"
+    wait_for(lambda: len(list(sweep_dir.glob("*/pid-0-rank*"))) == 2, timeout=240)
+    ranks = [int(path.read_text()) for path in sweep_dir.glob("*/pid-0-rank*")]
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    wait_for(lambda: all(process_gone(pid) for pid in ranks), timeout=10)
+    assert results.find_results(sweep_dir) == []
 
 
 # ---------------------------------------------------------------- the real worker
