@@ -16,7 +16,7 @@ from bench.engine import SingleProcess, launched_rank, launched_ranks
         ([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1], 0.0),
         ([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], 0.5),  # ties count half
         ([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], 0.75),  # sklearn's documented example
-        ([1, 0, 1, 0, 1], [0.9, 0.9, 0.3, 0.2, 0.1], (1.5 + 2 + 0 + 0 + 0.5 + 0) / 6),
+        ([1, 0, 1, 0, 1], [0.9, 0.9, 0.3, 0.2, 0.1], 2.5 / 6),  # 6 pairs, one tie
     ],
 )
 def test_roc_auc_known_values(labels, scores, expected) -> None:
