@@ -37,8 +37,7 @@ def records_png(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> P
     from converters.tfrecord import ConversionOptions, convert
 
     out = tmp_path_factory.mktemp("records-png")
-    convert(ConversionOptions(source=synth_root, out=out, encoding="png", shard_count=3,
-                              workers=1))
+    convert(ConversionOptions(source=synth_root, out=out, encoding="png", shard_count=3, workers=1))
     return out
 
 

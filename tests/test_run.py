@@ -37,12 +37,12 @@ def _result(directory: Path) -> dict:
     return load_result(found[0])
 
 
-def test_train_mode_densenet_tfrecord_mixed_float16(tmp_path: Path, records_png: Path) -> None:
+def test_train_mode_resnet_tfrecord_mixed_float16(tmp_path: Path, records_png: Path) -> None:
     out = tmp_path / "out"
     code = run.main(
         [
             "--model",
-            "densenet121",
+            "resnet50",
             "--mode",
             "train",
             "--data-format",
@@ -69,7 +69,7 @@ def test_train_mode_densenet_tfrecord_mixed_float16(tmp_path: Path, records_png:
     assert result["status"] == "ok" and result["error"] is None
     cell = result["cell"]
     assert cell == {
-        "model": "densenet121",
+        "model": "resnet50",
         "mode": "train",
         "data_format": "tfrecord",
         "encoding": "png",
