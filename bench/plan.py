@@ -1,6 +1,6 @@
 """Sweep files: schema, validation with file/key/line, and `plan(sweep) -> list[Cell]`.
 
-A sweep file (YAML) has these top-level keys (see .notes/sweep.md for the reference):
+A sweep file (YAML) has these top-level keys (see docs/sweeps.md for the reference):
 
     name, description, base, axes, include, exclude, conversions, launcher, timeout_s,
     repeats, worker

@@ -4,7 +4,7 @@ Each split's images (CSV order, from converters.chestxray) are cut into contiguo
 one per shard; a pool of processes writes whole shards, so the bytes of every shard depend
 only on the plan, never on the worker count or timing. Shards are renamed into place when
 complete and journaled; `manifest.json` is written last, atomically. See
-.notes/tfrecord.md for the record schema and the manifest fields.
+docs/tfrecord.md for the record schema and the manifest fields.
 """
 
 from __future__ import annotations
