@@ -182,6 +182,7 @@ def write_json_atomic(target: Path, document: Any) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
+        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide results from the rest of a team
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(document, stream, indent=1, sort_keys=True, default=_to_json)
             stream.write("\n")

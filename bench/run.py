@@ -366,7 +366,7 @@ def _first_batch_iterator(dataset: Any) -> tuple[Iterator[tuple[Any, Any]], floa
 
 
 def run_train(config: RunConfig, engine: Any, device: str) -> Outcome:
-    from bench.pipelines import build_dataset
+    from bench.pipelines import build_dataset, skipped_count
 
     source = make_source(config, config.split)
     _check_enough(source, config.batch_per_gpu * engine.size)
@@ -382,7 +382,14 @@ def run_train(config: RunConfig, engine: Any, device: str) -> Outcome:
         config, engine, trainer, batches, images_in_split=source.num_examples
     )
     times.time_to_first_batch_s = first_batch_s
-    return Outcome(times=times, losses=losses, trainer=trainer, dataset=dict(source.description))
+    return Outcome(
+        times=times,
+        losses=losses,
+        trainer=trainer,
+        dataset=dict(source.description),
+        # None unless skip_bad: without it a bad example fails the run instead.
+        details={"skipped_examples": skipped_count(dataset)},
+    )
 
 
 def run_pipeline(config: RunConfig, engine: Any, device: str) -> Outcome:
@@ -430,7 +437,7 @@ def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) ->
     import numpy as np
 
     from bench import fit
-    from bench.pipelines import build_dataset
+    from bench.pipelines import build_dataset, skipped_count
 
     train_source = make_source(config, "train")
     val_source = make_source(config, "val")
@@ -507,6 +514,7 @@ def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) ->
     times.measured_start = started
     times.measured_end = started + sum(state.step_s)
     details["fit"]["validation_dataset"] = dict(val_source.description)
+    details["fit"]["skipped_train_examples"] = skipped_count(train_data)
     details["fit"]["wall_s"] = time.time() - started
     return Outcome(
         times=times,

@@ -33,6 +33,7 @@ def test_written_result_loads_back_equal(tmp_path: Path) -> None:
     assert load_result(path) == result
     assert find_results(tmp_path) == [path]
     assert [p.name for p in (tmp_path / "cell").iterdir()] == [path.name]  # no temp left
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the team, not only its writer
 
 
 def test_a_result_file_is_never_overwritten(tmp_path: Path) -> None:

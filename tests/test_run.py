@@ -61,12 +61,15 @@ def test_train_mode_resnet_tfrecord_mixed_float16(tmp_path: Path, records_png: P
             str(out),
             "--extra",
             "conversion=png-full",
+            "--skip-bad",
             *TINY,
         ]
     )
     assert code == 0
     result = _result(out)
     assert result["status"] == "ok" and result["error"] is None
+    # skip_bad on, good records: the count is recorded, and it is zero (not missing).
+    assert result["details"]["skipped_examples"] == 0
     cell = result["cell"]
     assert cell == {
         "model": "resnet50",
@@ -111,6 +114,27 @@ def test_train_mode_resnet_tfrecord_mixed_float16(tmp_path: Path, records_png: P
     assert environment["tensorflow"].startswith("2.") and environment["keras"].startswith("2.")
     assert environment["hosts"] and environment["cpu_count"] >= 1
     assert environment["engine"] == "single"
+
+
+def test_synthetic_mode_densenet121_bfloat16(tmp_path: Path) -> None:
+    """What the model consumes: no data read, input settings null in the cell."""
+    out = tmp_path / "out"
+    argv = ["--model", "densenet121", "--mode", "synthetic", "--precision", "mixed_bfloat16"]
+    argv += ["--steps", "2", "--warmup-steps", "1", "--output-dir", str(out), *TINY]
+    assert run.main(argv) == 0
+    result = _result(out)
+    cell = result["cell"]
+    assert (cell["model"], cell["mode"], cell["precision"]) == (
+        "densenet121",
+        "synthetic",
+        "mixed_bfloat16",
+    )
+    assert cell["data_format"] is None and cell["pipeline"] is None and cell["encoding"] is None
+    assert result["dataset"] is None
+    timing = result["timing"]
+    assert [len(s) for s in timing["warmup_step_s"]] == [1]
+    assert result["throughput"]["images_per_sec"] == pytest.approx(2 * 2 / timing["measured_s"][0])
+    assert "synthetic" in result["details"]
 
 
 def test_pipeline_mode_raw_naive(tmp_path: Path, synth_root: Path) -> None:
