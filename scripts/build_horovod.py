@@ -34,17 +34,14 @@ def say(message: str) -> None:
     print(f"[build_horovod] {message}", file=sys.stderr, flush=True)
 
 
-def horovod_loads() -> bool:
-    """True when `horovod.tensorflow` imports and its compiled ops load."""
+def horovod_loads() -> str | None:
+    """Horovod's version when `horovod.tensorflow` imports and its compiled ops load."""
     probe = (
         "import os; os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3');"
         "import horovod, horovod.tensorflow as hvd; hvd.gloo_built(); print(horovod.__version__)"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    if done.returncode == 0:
-        say(f"Horovod {done.stdout.strip()} already loads its TensorFlow ops: not rebuilding")
-        return True
-    return False
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def tensorflow_version() -> str:
@@ -175,7 +172,10 @@ def check_build() -> None:
 
 
 def main() -> int:
-    if not horovod_loads():
+    installed = horovod_loads()
+    if installed:
+        say(f"Horovod {installed} already loads its TensorFlow ops: not rebuilding")
+    else:
         tf_version = tensorflow_version()
         with_nccl = nccl_wanted()
         wheels = cache_dir(tf_version, with_nccl)
@@ -202,6 +202,7 @@ def main() -> int:
         if not horovod_loads():
             say("Horovod installed but its TensorFlow ops do not load")
             return 1
+        say("Horovod installed; its TensorFlow ops load")
     check_build()
     return 0
 
