@@ -63,9 +63,12 @@ fi
 py="$venv/bin/python"
 extras=""
 [ "$dev" = 1 ] && extras="[dev]"
-# Re-install only when pyproject.toml changed since the last successful install.
-stamp="$venv/.chexbench-installed$([ "$dev" = 1 ] && echo -dev)"
-if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
+# Re-install only when pyproject.toml changed since the last successful install (a --dev
+# install also serves a plain one).
+stamp="$venv/.chexbench-installed"
+[ "$dev" = 1 ] && stamp="$stamp-dev"
+current() { [ -f "$1" ] && [ ! "$repo/pyproject.toml" -nt "$1" ]; }
+if ! current "$stamp" && { [ "$dev" = 1 ] || ! current "$venv/.chexbench-installed-dev"; }; then
   say "installing Python packages (first time: TensorFlow is a large download)"
   quiet_pip install -q --upgrade pip
   quiet_pip install -q -e "$repo$extras"
