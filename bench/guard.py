@@ -1,25 +1,31 @@
 """The bad-data guard: no example is ever lost silently, and a bad one is always named.
 
 tf.data cannot catch an error per element, and its errors do not say which file failed
-("Invalid PNG data, size 1234"). The guard works around both without leaving the graph:
+("Invalid PNG data, size 1234"). The guard works around both without leaving the graph,
+at a cost per *batch* rather than per image (per-image bookkeeping cost more CPU than
+decoding a 256-px image):
 
-1. `register`: before decoding, every element gets a sequence number, and the number is
-   written to a table with the element's file index and record index.
+1. `decoding`: every element is numbered (`seq`, from enumerate) before decoding, and the
+   decode function first writes (seq, file index, record index, problem) to a ring buffer.
 2. the pipeline decodes with an order-preserving map followed by `ignore_errors()`, so an
    element that fails to decode simply goes missing from an ordered stream.
-3. `check`: a scan over the decoded stream sees each gap in the sequence numbers, looks the
-   missing numbers up in the table, and so knows the file (and record) of every failure.
-   Elements the source stage already knew to be bad (an unreadable record) arrive with a
-   problem code. A finite stream ends with a sentinel, so that failures at the very end
-   are seen too.
+3. `check`, per batch: the numbers missing between the last batch and this one are the
+   failures; the ring names their file (and record). Elements the source stage already
+   knew to be bad (an unreadable record) arrive with a problem code. A finite stream ends
+   with a sentinel, so that failures at the very end are seen too.
 
 Then either the run fails with `InvalidArgumentError: bad data: <file> (record N): <why>`,
-or, with skip_bad, the element is dropped, counted in `skipped` and named on stderr.
+or, with skip_bad, the elements are dropped, counted in `skipped` and named on stderr.
+
+A stream in which nothing decodes would otherwise never fill a batch and spin forever:
+once an element is more than `stall_limit` numbers ahead of the last checked batch, it
+is not decoded but passed on marked as stalled, which fails the run and names the files.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -32,86 +38,153 @@ from bench.sources import (
 )
 
 DECODE_FAILED = "could not be read or decoded as an image"
+PROBLEM_STALLED = 3
+STALLED = "not one batch of usable examples among the last {limit} read"
+NAMED = 10  # bad elements named in one message; the rest are counted
 Element = dict[str, tf.Tensor]
+Decoder = Callable[[Element], tuple[tf.Tensor, tf.Tensor]]
+
+
+def stall_limit(batch_size: int) -> int:
+    """Elements a decoded element may run ahead of the checks before the guard calls it a
+    stall: far above what tf.data holds in flight (parallel maps and batches)."""
+    return 256 * batch_size + 65536
 
 
 class BadDataGuard:
-    """Numbers elements before decoding and accounts for every one after it."""
+    """Numbers elements before decoding and accounts for every one after it, per batch."""
 
-    def __init__(self, files: tuple[str, ...], *, skip_bad: bool) -> None:
+    def __init__(self, files: tuple[str, ...], *, skip_bad: bool, batch_size: int) -> None:
         self.skip_bad = skip_bad
+        self.limit = stall_limit(batch_size)
+        self._ring_size = 1 << (2 * self.limit - 1).bit_length()
         self._files = tf.constant(files)
-        self._where = tf.lookup.experimental.MutableHashTable(
-            key_dtype=tf.int64, value_dtype=tf.int64, default_value=[-1, -1]
-        )
+        # Rows (seq, file index, record index, problem); -1 where nothing was written yet.
+        self._ring = tf.Variable(tf.fill([self._ring_size, 4], tf.constant(-1, tf.int64)))
+        # The first number not yet accounted for, as the last checked batch left it.
+        self._progress = tf.Variable(tf.constant(0, tf.int64), trainable=False)
         # How many elements were dropped (skip_bad) since the dataset was built.
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def skipped_count(self) -> int:
         return int(self.skipped.numpy())
 
-    def register(self, elements: tf.data.Dataset, *, finite: bool) -> tf.data.Dataset:
-        """Number the elements (`seq`) and remember where each number came from.
-
-        The source stage's elements carry `end` (False); a finite stream gets a sentinel
-        with `end` True, so that failures among its last elements are seen.
-        """
+    def numbered(self, elements: tf.data.Dataset, *, finite: bool) -> tf.data.Dataset:
+        """(seq, element) pairs; a finite stream ends with a sentinel (`end` True)."""
         if finite:
             elements = elements.concatenate(
                 tf.data.Dataset.from_tensors(_sentinel(elements.element_spec))
             )
-        return elements.enumerate().map(plain(self._remember))
+        return elements.enumerate()
 
-    def check(self, decoded: tf.data.Dataset) -> tf.data.Dataset:
-        """Account for gaps and problems in the decoded stream; fail, or drop and count."""
-        checked = decoded.scan(tf.constant(0, tf.int64), plain(self._account))
-        return checked.filter(plain(_keep))
+    def decoding(self, decode: Decoder, image_size: int) -> Callable[..., Element]:
+        """The per-element map function: remember where `seq` came from, then decode.
 
-    def _remember(self, seq: tf.Tensor, element: Element) -> Element:
-        where = tf.stack([element["source_id"], element["record"]])
-        insert = self._where.insert(seq[None], where[None])
-        with tf.control_dependencies([insert]):
-            return {**element, "seq": tf.identity(seq)}
+        Sentinels, known-bad and stalled elements are not decoded but get a zero image, so
+        that they reach `check` in order.
+        """
 
-    def _account(self, expected: tf.Tensor, element: Element) -> tuple[tf.Tensor, Element]:
-        """Per element: forget its number; on a gap or a problem, fail or count."""
-        seq = element["seq"]
-        bad = tf.logical_or(seq > expected, element["problem"] != PROBLEM_NONE)
-        acted = tf.cond(bad, lambda: self._act(expected, element), lambda: tf.constant(0, tf.int64))
-        remove = self._where.remove(tf.range(expected, seq + 1, dtype=tf.int64))
-        with tf.control_dependencies([acted, remove]):
-            return seq + 1, {**element, "seq": tf.identity(seq)}
+        def function(seq: tf.Tensor, element: Element) -> Element:
+            where = tf.stack(
+                [
+                    seq,
+                    element["source_id"],
+                    element["record"],
+                    tf.cast(element["problem"], tf.int64),
+                ]
+            )
+            remember = self._ring.scatter_nd_update([[seq % self._ring_size]], where[None])
+            stalled = seq - self._progress.read_value() > self.limit
+            fresh = tf.logical_and(
+                tf.logical_not(element["end"]), element["problem"] == PROBLEM_NONE
+            )
+            with tf.control_dependencies([remember]):
+                image, label = tf.cond(
+                    tf.logical_and(fresh, tf.logical_not(stalled)),
+                    lambda: decode(element),
+                    lambda: (
+                        tf.zeros([image_size, image_size, 1], tf.uint8),
+                        tf.zeros_like(element["label"]),
+                    ),
+                )
+            problem = tf.where(tf.logical_and(fresh, stalled), PROBLEM_STALLED, element["problem"])
+            return {
+                "seq": seq,
+                "problem": problem,
+                "end": element["end"],
+                "image": image,
+                "label": label,
+            }
 
-    def _act(self, expected: tf.Tensor, element: Element) -> tf.Tensor:
-        """Name the bad elements up to this one; fail, or report and count them."""
-        messages = self._messages(expected, element)
-        text = tf.strings.reduce_join(messages, separator="; ")
+        return plain(function)
+
+    def check(self, batches: tf.data.Dataset, *, drop_marked: bool) -> tf.data.Dataset:
+        """Account for the gaps and problems of each batch: fail, or drop and count.
+
+        Batches keep `seq`, `image` and `label`. With `drop_marked`, sentinels and bad
+        elements are removed (a batch may shrink, or vanish); without it the caller knows
+        none can be there (an endless stream that fails on bad data).
+        """
+        checked = batches.scan(tf.constant(0, tf.int64), plain(self._account))
+        if not drop_marked:
+            return checked.map(plain(lambda batch: _fields(batch)))
+        kept = checked.map(plain(_drop_marked))
+        return kept.filter(plain(lambda batch: tf.size(batch["seq"]) > 0))
+
+    def _account(self, expected: tf.Tensor, batch: Element) -> tuple[tf.Tensor, Element]:
+        seq = batch["seq"]
+        last = seq[-1]
+        span = last + 1 - expected
+        present = tf.scatter_nd((seq - expected)[:, None], tf.ones_like(seq), span[None])
+        missing = tf.boolean_mask(tf.range(expected, last + 1), tf.equal(present, 0))
+        is_bad = tf.logical_and(
+            batch["problem"] != PROBLEM_NONE, batch["problem"] != PROBLEM_STALLED
+        )
+        bad = tf.concat([missing, tf.boolean_mask(seq, is_bad)], 0)
+        stalled = tf.reduce_any(tf.equal(batch["problem"], PROBLEM_STALLED))
+        acted = tf.cond(
+            tf.logical_or(tf.size(bad) > 0, stalled),
+            lambda: self._act(bad, stalled),
+            lambda: tf.constant(0, tf.int64),
+        )
+        with tf.control_dependencies([acted, self._progress.assign(last + 1)]):
+            return last + 1, {**batch, "seq": tf.identity(seq)}
+
+    def _act(self, bad: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
+        """Name the bad elements (numbers `bad`); fail, or report and count them."""
+        rows = tf.gather(self._ring, bad % self._ring_size)
+        # A row overwritten since (the ring wrapped) no longer names its file.
+        text = _describe(self._files, rows, tf.equal(rows[:, 0], bad))
+        count = tf.size(bad, out_type=tf.int64)
+        stall_text = STALLED.format(limit=self.limit)
         if not self.skip_bad:
             check = tf.debugging.Assert(
-                False, ["bad data:", text, "(set skip_bad to skip such examples and count them)"]
+                False,
+                [
+                    "bad data:",
+                    text,
+                    "(set skip_bad to skip such examples and count them)",
+                    tf.where(stalled, stall_text, ""),
+                ],
             )
             with tf.control_dependencies([check]):
                 return tf.constant(0, tf.int64)
-        printed = tf.print("chexbench: skipped bad data:", text, output_stream=sys.stderr)
-        with tf.control_dependencies([printed]):
-            return self.skipped.assign_add(tf.size(messages, out_type=tf.int64))
-
-    def _messages(self, expected: tf.Tensor, element: Element) -> tf.Tensor:
-        seq = element["seq"]
-        missing = tf.range(expected, seq, dtype=tf.int64)
-        lost = _describe(self._files, self._where.lookup(missing), DECODE_FAILED)
-        own_reason = tf.gather(
-            tf.constant(["", PROBLEMS[PROBLEM_UNREADABLE], PROBLEMS[PROBLEM_EXTRA_RECORD]]),
-            element["problem"],
+        fail_on_stall = tf.debugging.Assert(
+            tf.logical_not(stalled), ["bad data:", stall_text, "; skipped:", text]
         )
-        own = _describe(self._files, self._where.lookup(seq[None]), own_reason)
-        own = own[: tf.cast(element["problem"] != PROBLEM_NONE, tf.int32)]
-        return tf.concat([lost, own], axis=0)
+        printed = tf.print("chexbench: skipped bad data:", text, output_stream=sys.stderr)
+        with tf.control_dependencies([fail_on_stall, printed]):
+            return self.skipped.assign_add(count)
 
 
-def _keep(element: Element) -> tf.Tensor:
-    """Real, good elements only: not the end sentinel, not a known-bad record."""
-    return tf.logical_and(tf.logical_not(element["end"]), tf.equal(element["problem"], 0))
+def _fields(batch: Element) -> Element:
+    return {name: batch[name] for name in ("seq", "image", "label")}
+
+
+def _drop_marked(batch: Element) -> Element:
+    """Only real, good elements: not the end sentinel, not a known-bad record."""
+    keep = tf.logical_and(tf.logical_not(batch["end"]), tf.equal(batch["problem"], PROBLEM_NONE))
+    return {name: tf.boolean_mask(value, keep) for name, value in _fields(batch).items()}
 
 
 def _sentinel(spec: dict[str, tf.TensorSpec]) -> Element:
@@ -129,11 +202,29 @@ def _sentinel(spec: dict[str, tf.TensorSpec]) -> Element:
     return element
 
 
-def _describe(files: tf.Tensor, where: tf.Tensor, reason: tf.Tensor | str) -> tf.Tensor:
-    """[k, 2] (file index, record index) -> k strings "file (record r): reason"."""
-    names = tf.gather(files, tf.maximum(where[:, 0], 0))
-    records = where[:, 1]
+_REASONS = ("", PROBLEMS[PROBLEM_UNREADABLE], PROBLEMS[PROBLEM_EXTRA_RECORD], "")
+
+
+def _describe(files: tf.Tensor, rows: tf.Tensor, known: tf.Tensor) -> tf.Tensor:
+    """Ring rows [k, 4] -> one string naming the first NAMED: "file (record r): reason; ..."."""
+    shown = rows[:NAMED]
+    names = tf.gather(files, tf.maximum(shown[:, 1], 0))
+    names = tf.where(known[:NAMED], names, "an example whose file is no longer known")
+    records = shown[:, 2]
     record_text = tf.where(
         records >= 0, tf.strings.join([" (record ", tf.strings.as_string(records), ")"]), ""
     )
-    return tf.strings.join([names, record_text, ": ", reason])
+    problem = shown[:, 3]
+    reasons = tf.where(
+        problem > 0, tf.gather(tf.constant(_REASONS), tf.maximum(problem, 0)), DECODE_FAILED
+    )
+    text = tf.strings.reduce_join(
+        tf.strings.join([names, record_text, ": ", reasons]), separator="; "
+    )
+    more = tf.shape(rows, out_type=tf.int64)[0] - NAMED
+    return tf.strings.join(
+        [
+            text,
+            tf.where(more > 0, tf.strings.join([" and ", tf.strings.as_string(more), " more"]), ""),
+        ]
+    )

@@ -1,8 +1,8 @@
 """The input pipelines the benchmark compares: raw files or TFRecords, naive or tuned.
 
-    source stage (bench.sources)  ->  guard.register  ->  decode + resize (order-preserving)
-      -> ignore_errors + guard.check (bench.guard)  ->  [cache]  ->  flip, normalise, cast
-      -> batch  ->  [prefetch]
+    source stage (bench.sources) -> enumerate -> decode + resize to uint8, per image
+      (order-preserving; bench.guard numbers each image first) -> ignore_errors -> batch
+      -> guard check, per batch -> [cache] -> flip, per batch -> [prefetch]
 
 Only the source stage knows whether it reads image files or shards, and the two
 structures differ only in how the stages run:
@@ -14,6 +14,11 @@ structures differ only in how the stages run:
   shuffling, parallel interleave, parallel maps, parallel batching, prefetch; every knob
   AUTOTUNE unless set.
 
+Both yield (uint8 images [B, S, S, 1], float32 labels [B, 14]); the model's first layer
+widens, normalises and casts on the device (bench.preprocess.to_model_input). Everything
+after decoding that can be done per batch is: per-image tf.data stages cost more CPU than
+decoding a small image.
+
 Training pipelines shuffle (files, then a buffer of records), flip, drop the last partial
 batch and repeat forever; evaluation pipelines read every example exactly once across
 workers in a stable order, unflipped, keeping the last partial batch.
@@ -24,14 +29,12 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import tensorflow as tf
 
 from bench.guard import BadDataGuard
-from bench.preprocess import DTYPES, finish, resize
+from bench.preprocess import flip_batch, resize
 from bench.sources import (
-    PROBLEM_NONE,
     Element,
     ReadPlan,
     Source,
@@ -64,7 +67,6 @@ class PipelineOptions:
     image_size: int = 224
     batch_size: int = 64  # per worker
     training: bool = True
-    dtype: str = "float32"  # "float32" | "float16" | "bfloat16"
     parallel_calls: int | None = None  # decode/preprocess maps and batching (tuned)
     cycle_length: int | None = None  # shards read at once (tuned, tfrecord)
     shuffle_buffer: int = 1024  # records (tfrecord; raw files are shuffled whole)
@@ -77,8 +79,6 @@ class PipelineOptions:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be naive or tuned, got {self.kind!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("image_size", "batch_size", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -96,8 +96,8 @@ def build_dataset(
     num_workers: int = 1,
     epoch: int = 0,
 ) -> tf.data.Dataset:
-    """Batches of (images [B, S, S, 3] in options.dtype, ImageNet-normalised; labels
-    float32 [B, 14]) for worker `worker_index` of `num_workers`.
+    """Batches of (images uint8 [B, S, S, 1], gray 0..255; labels float32 [B, 14]) for
+    worker `worker_index` of `num_workers`.
 
     Training repeats forever; evaluation passes over the worker's share once. `epoch`
     offsets the shuffle and flip seeds, for callers that build one dataset per epoch.
@@ -117,37 +117,41 @@ def build_dataset(
         cycle_length=options.cycle_length,
         shuffle_buffer=options.shuffle_buffer,
     )
-    guard = BadDataGuard(source.files, skip_bad=options.skip_bad)
+    guard = BadDataGuard(source.files, skip_bad=options.skip_bad, batch_size=options.batch_size)
     parallel = (options.parallel_calls or tf.data.AUTOTUNE) if tuned else None
+    batch_size = options.batch_size
 
-    elements = guard.register(encoded_elements(source, plan), finite=not repeat_at_source)
+    numbered = guard.numbered(encoded_elements(source, plan), finite=not repeat_at_source)
+    decode = guard.decoding(_decoder(source, options.image_size), options.image_size)
     # Order-preserving, so that the guard can see which elements failed to decode.
-    decoded = elements.map(plain(_decoder(source, options.image_size)), **_parallel(parallel, True))
-    decoded = decoded.ignore_errors()
-    images = guard.check(decoded)
+    decoded = numbered.map(decode, **_parallel(parallel, True)).ignore_errors()
+    # An endless stream without skip_bad holds nothing to drop: a bad element fails it.
+    drop_marked = options.skip_bad or not repeat_at_source
+    batches = decoded.batch(
+        batch_size,
+        drop_remainder=not drop_marked,
+        **_parallel(parallel, True),
+    )
+    checked = guard.check(batches, drop_marked=drop_marked)
     if options.cache:
-        images = images.map(plain(_image_and_label)).cache()
+        images = checked.unbatch().map(plain(_image_and_label)).cache()
         if options.training:
             images = images.shuffle(options.shuffle_buffer, seed=seed + 2).repeat()
+        # Running numbers after the cache: flips differ between epochs.
+        checked = images.enumerate().map(plain(_numbered_pair))
+        checked = checked.batch(batch_size, drop_remainder=options.training)
+    elif options.skip_bad:
+        # Dropped elements leave short batches: regroup into full ones (evaluation keeps
+        # its last partial batch).
+        checked = checked.unbatch().batch(batch_size, drop_remainder=options.training)
 
-    def model_input(*item: Any) -> tuple[tf.Tensor, tf.Tensor]:
-        # Training items are (running index, element): the index seeds the flip, so that a
-        # flip differs between epochs (also after a cache) and never depends on threads.
-        # An element is a checked dict, or an (image, label) pair from the cache, which
-        # tf.data passes as two arguments when it is the whole item.
-        index, rest = (item[0], item[1:]) if options.training else (None, item)
-        image, label = _image_and_label(rest[0] if len(rest) == 1 else rest)
-        flip_seed = None if index is None else tf.stack([tf.constant(seed, tf.int64), index])
-        image = finish(image, training=options.training, dtype=options.dtype, flip_seed=flip_seed)
-        return image, label
+    def model_input(batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        images = batch["image"]
+        if options.training:
+            images = flip_batch(images, batch["seq"], seed)
+        return images, batch["label"]
 
-    in_order = not options.training
-    if options.training:
-        images = images.enumerate()
-    batches = images.map(plain(model_input), **_parallel(parallel, in_order))
-    batches = batches.batch(
-        options.batch_size, drop_remainder=options.training, **_parallel(parallel, in_order)
-    )
+    batches = checked.map(plain(model_input), **_parallel(parallel, True))
     if tuned:
         batches = batches.prefetch(options.prefetch or tf.data.AUTOTUNE)
     batches = batches.with_options(_tuned_options(options) if tuned else _naive_options())
@@ -166,21 +170,12 @@ def skipped_count(dataset: tf.data.Dataset) -> int | None:
     return guard.skipped_count()
 
 
-def _decoder(source: Source, image_size: int) -> Callable[[Element], Element]:
+def _decoder(source: Source, image_size: int) -> Callable[[Element], tuple[tf.Tensor, tf.Tensor]]:
     load = loader(source)
 
-    def decode(element: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        def real() -> tuple[tf.Tensor, tf.Tensor]:
-            image, label = load(element)
-            return resize(image, image_size), label
-
-        def placeholder() -> tuple[tf.Tensor, tf.Tensor]:
-            return tf.zeros([image_size, image_size, 1]), tf.zeros_like(element["label"])
-
-        skip = tf.logical_or(element["end"], element["problem"] != PROBLEM_NONE)
-        image, label = tf.cond(skip, placeholder, real)
-        kept = {name: element[name] for name in ("seq", "problem", "end")}
-        return {**kept, "image": image, "label": label}
+    def decode(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
+        image, label = load(element)
+        return resize(image, image_size), label
 
     return decode
 
@@ -192,18 +187,13 @@ def _parallel(calls: int | None, deterministic: bool) -> dict[str, object]:
     return {"num_parallel_calls": calls, "deterministic": deterministic}
 
 
-def _parallel(calls: int | None, deterministic: bool) -> dict[str, object]:
-    """Keyword arguments for a map or batch: sequential (naive) or parallel (tuned)."""
-    if calls is None:
-        return {}
-    return {"num_parallel_calls": calls, "deterministic": deterministic}
+def _numbered_pair(index: tf.Tensor, pair: tuple[tf.Tensor, tf.Tensor]) -> Element:
+    image, label = pair
+    return {"seq": index, "image": image, "label": label}
 
 
-def _image_and_label(element: Any) -> tuple[tf.Tensor, tf.Tensor]:
-    """The (image, label) of a checked element (a dict), or of a cached pair."""
-    if isinstance(element, dict):
-        return element["image"], element["label"]
-    return element
+def _image_and_label(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
+    return element["image"], element["label"]
 
 
 def _naive_options() -> tf.data.Options:

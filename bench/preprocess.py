@@ -1,13 +1,18 @@
 """Decoding and the preprocessing shared by every source and every pipeline structure.
 
 Both sources hand this module the same thing: encoded bytes plus the stored format and
-shape. What happens after, identical for raw files and TFRecords so that a comparison
-measures only reading and decoding:
+shape. What happens after is identical for raw files and TFRecords, so that a comparison
+measures only reading and decoding. It is split between the host and the device:
 
-    decode -> uint8 [H, W, 1]  ->  resize to image_size (bilinear; skipped when equal)
-           -> 3 channels -> ImageNet mean/std on the [0, 1] scale
-           -> random horizontal flip (training only, stateless, seeded per element)
-           -> cast to the run's dtype
+    host (tf.data, per image):  decode -> uint8 [H, W, 1] -> resize to image_size
+                                (bilinear, rounded back to uint8; skipped when equal)
+    host (tf.data, per batch):  random horizontal flip (training only, seeded per image)
+    device (the model's first layer, `to_model_input`):
+                                3 channels -> ImageNet mean/std -> the run's dtype
+
+The device part is where modern input pipelines put it (DALI, MLPerf references): the
+host ships one byte per pixel instead of twelve (float32 RGB), and spends no CPU on
+arithmetic the GPU does for free; bench.pipeline_benchmark measures the difference.
 """
 
 from __future__ import annotations
@@ -27,11 +32,16 @@ def decode_image(
     height: tf.Tensor,
     width: tf.Tensor,
     channels: tf.Tensor,
+    *,
+    expected: str | None = None,
 ) -> tf.Tensor:
     """Decode one stored image to uint8 grayscale [H, W, 1] according to its format.
 
-    An unknown format or a raw payload of the wrong size raises InvalidArgumentError; the
-    pipeline's bad-data guard turns that into an error naming the file.
+    `expected`, when the whole source has one format (a conversion's manifest says which),
+    decodes with that decoder alone and checks the image's own format against it: one
+    decoder op instead of a three-way branch per image. An unknown or unexpected format,
+    or a raw payload of the wrong size, raises InvalidArgumentError; the pipeline's
+    bad-data guard turns that into an error naming the file.
     """
 
     def raw() -> tf.Tensor:
@@ -43,17 +53,26 @@ def decode_image(
             lambda: tf.image.rgb_to_grayscale(image[..., :3]),
         )
 
+    decoders = {
+        "png": lambda: tf.io.decode_png(encoded, channels=1),
+        "jpeg": lambda: tf.io.decode_jpeg(encoded, channels=1),
+        "raw": raw,
+    }
+    if expected is not None:
+        check = tf.debugging.Assert(
+            tf.equal(image_format, expected),
+            ["image/format is", image_format, "where the source's format is", expected],
+        )
+        with tf.control_dependencies([check]):
+            return tf.ensure_shape(decoders[expected](), [None, None, 1])
+
     def unknown() -> tf.Tensor:
         check = tf.debugging.Assert(False, ["unknown image format", image_format])
         with tf.control_dependencies([check]):
             return tf.zeros([1, 1, 1], tf.uint8)
 
     image = tf.case(
-        [
-            (tf.equal(image_format, "png"), lambda: tf.io.decode_png(encoded, channels=1)),
-            (tf.equal(image_format, "jpeg"), lambda: tf.io.decode_jpeg(encoded, channels=1)),
-            (tf.equal(image_format, "raw"), raw),
-        ],
+        [(tf.equal(image_format, name), decoder) for name, decoder in decoders.items()],
         default=unknown,
         exclusive=False,
     )
@@ -61,40 +80,45 @@ def decode_image(
 
 
 def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
-    """uint8 [H, W, 1] -> float32 [S, S, 1] on the 0..255 scale; no resampling when equal.
+    """uint8 [H, W, 1] -> uint8 [S, S, 1]: bilinear, rounded; no resampling when equal.
 
     Resizing the single gray channel before widening to three is the same arithmetic at a
-    third of the cost.
+    third of the cost; rounding back to uint8 is what PIL (the decoder ceiling) does too.
     """
     shape = tf.shape(image)
     same = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
-    resized = tf.cond(
-        same,
-        lambda: tf.cast(image, tf.float32),
-        lambda: tf.image.resize(image, [image_size, image_size], method="bilinear"),
-    )
+
+    def resampled() -> tf.Tensor:
+        pixels = tf.image.resize(image, [image_size, image_size], method="bilinear")
+        return tf.saturate_cast(tf.round(pixels), tf.uint8)
+
+    resized = tf.cond(same, lambda: image, resampled)
     return tf.ensure_shape(resized, [image_size, image_size, 1])
 
 
-def finish(
-    image: tf.Tensor, *, training: bool, dtype: str, flip_seed: tf.Tensor | None
-) -> tf.Tensor:
-    """float32 [S, S, 1] (0..255) -> the model input [S, S, 3] in `dtype`.
+def flip_batch(images: tf.Tensor, keys: tf.Tensor, seed: int) -> tf.Tensor:
+    """Mirror each image of a batch [B, S, S, C] left-right with probability 1/2.
 
-    `flip_seed` is a [2] int tensor (the run's seed and the element's sequence number), so
-    that a flip depends on the element and the epoch, never on thread scheduling. The flip
-    runs on the one gray channel, and widening to three channels happens inside the
-    normalisation's multiply-add, ((v / 255) - mean) / std = v * scale + offset: the same
-    values as grayscale_to_rgb followed by the textbook formula, in two passes instead of five.
+    The coin of an image is a hash of (seed, its key), the key being the image's running
+    number in the stream: a flip differs between images and epochs and never depends on
+    threads or on how images happen to be grouped into batches.
+    """
+    text = tf.strings.join([str(seed), tf.strings.as_string(keys)], separator=":")
+    flip = tf.equal(tf.strings.to_hash_bucket_fast(text, 2), 1)
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+def to_model_input(images: tf.Tensor, dtype: str) -> tf.Tensor:
+    """uint8 [B, S, S, 1] (0..255) -> the model input [B, S, S, 3] in `dtype`.
+
+    Widening to three channels happens inside the normalisation's multiply-add,
+    ((v / 255) - mean) / std = v * scale + offset, computed in float32: the same values
+    as grayscale_to_rgb followed by the textbook formula, in one pass instead of five.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    if training:
-        if flip_seed is None:
-            raise ValueError("a training pipeline needs a flip seed")
-        image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
     scale = tf.constant([1.0 / (255.0 * std) for std in IMAGENET_STD])
     offset = tf.constant(
         [-mean / std for mean, std in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
     )
-    return tf.cast(image * scale + offset, dtype)
+    return tf.cast(tf.cast(images, tf.float32) * scale + offset, dtype)

@@ -57,9 +57,19 @@ class ProbeResult:
 
 
 def probe(
-    dataset: Iterable[Any], *, batch_size: int, batches: int, warmup_batches: int
+    dataset: Iterable[Any],
+    *,
+    batch_size: int,
+    batches: int,
+    warmup_batches: int,
+    min_seconds: float = 0.0,
 ) -> ProbeResult:
-    """Pull 1 + warmup_batches + batches batches from `dataset` and time them."""
+    """Pull 1 + warmup_batches + batches batches from `dataset` and time them.
+
+    With `min_seconds`, measuring goes on past `batches` until the measured window is at
+    least that long (or the dataset ends): fast pipelines otherwise give windows too
+    short to mean anything.
+    """
     if batches < 1 or warmup_batches < 0:
         raise ValueError(
             f"need batches >= 1 and warmup_batches >= 0, got {batches}, " f"{warmup_batches}"
@@ -76,6 +86,11 @@ def probe(
     psutil.cpu_percent(interval=None)  # starts the machine-wide window
     window_start = time.perf_counter()
     measured = _timed_batches(iterator, batches)
+    while min_seconds > time.perf_counter() - window_start and len(measured) >= batches:
+        more = _timed_batches(iterator, 1)
+        if not more:
+            break
+        measured += more
     measured_s = time.perf_counter() - window_start
     host_pct = psutil.cpu_percent(interval=None)
     cpu_after = process.cpu_times()

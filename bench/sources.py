@@ -58,7 +58,7 @@ class Source:
     labels: tuple[tuple[int, ...], ...] = ()  # raw only: per file, multi-hot
     record_counts: tuple[int, ...] = ()  # tfrecord only: per shard, from the manifest
     compression: str = "none"  # tfrecord only: "none" | "gzip"
-    encoding: str = "png"
+    encoding: str | None = "png"  # every image's format; None: mixed (raw files only)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -89,12 +89,13 @@ def raw_source(data_dir: Path, split: str, *, val_fraction: float = 0.1, seed: i
     ]
     if not records:
         raise ValueError(f"{data_dir}: split {split!r} has no images on disk")
+    encoding = _file_encoding(str(r.path) for r in records)
     description = {
         "source": "raw",
         "path": str(data_dir),
         "split": split,
         "images": len(records),
-        "encoding": "png",
+        "encoding": encoding or "mixed",
         "compression": None,
         "records_dir": None,
         "image_size": None,
@@ -108,8 +109,21 @@ def raw_source(data_dir: Path, split: str, *, val_fraction: float = 0.1, seed: i
         num_examples=len(records),
         files=tuple(str(r.path) for r in records),
         labels=tuple(tuple(r.labels) for r in records),
+        encoding=encoding,
         description=description,
     )
+
+
+def _is_jpeg(path: str) -> bool:
+    return path.lower().endswith((".jpg", ".jpeg"))
+
+
+def _file_encoding(paths: Any) -> str | None:
+    """jpeg when every file is named .jpg/.jpeg, png when none is; None when mixed."""
+    kinds = {_is_jpeg(path) for path in paths}
+    if kinds == {True}:
+        return "jpeg"
+    return "png" if kinds == {False} else None
 
 
 def tfrecord_source(records_dir: Path, split: str) -> Source:
@@ -235,14 +249,14 @@ def _shard_reader(source: Source, *, buffer_size: int | None) -> Callable[[tf.Te
         records = tf.data.TFRecordDataset(
             paths[shard_id], compression_type=compression, buffer_size=buffer_size
         )
-        readable = records.map(plain(lambda data: (data, True))).ignore_errors()
-        padding = tf.data.Dataset.from_tensors((tf.constant(""), False)).repeat()
+        # No real record is empty (it holds an image): "" pads an unreadable tail.
+        padded = records.ignore_errors().concatenate(
+            tf.data.Dataset.from_tensors(tf.constant("")).repeat()
+        )
         expected = counts[shard_id]
-        slots = tf.data.Dataset.range(expected + 1)
-        numbered = tf.data.Dataset.zip((slots, readable.concatenate(padding)))
 
-        def element(index: tf.Tensor, item: tuple[tf.Tensor, tf.Tensor]) -> Element:
-            data, was_read = item
+        def element(index: tf.Tensor, data: tf.Tensor) -> Element:
+            was_read = tf.strings.length(data) > 0
             problem = tf.where(
                 index < expected,
                 tf.where(was_read, PROBLEM_NONE, PROBLEM_UNREADABLE),
@@ -258,31 +272,52 @@ def _shard_reader(source: Source, *, buffer_size: int | None) -> Callable[[tf.Te
             }
 
         # -1: the expected end of the shard, not an element.
-        return numbered.map(plain(element)).filter(plain(lambda e: e["problem"] >= 0))
+        slots = padded.take(expected + 1).enumerate()
+        return slots.map(plain(element)).filter(plain(lambda e: e["problem"] >= 0))
 
     return read
 
 
 def loader(source: Source) -> Callable[[Element], tuple[tf.Tensor, tf.Tensor]]:
     """The function that decodes one encoded element to (uint8 [H, W, 1], float32 [14])."""
-    return _load_raw if source.format == "raw" else _load_record
+    if source.format == "raw":
+        return functools.partial(_load_raw, encoding=source.encoding)
+    return functools.partial(_load_record, encoding=source.encoding)
 
 
-def _load_raw(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
+def _load_raw(element: Element, *, encoding: str | None) -> tuple[tf.Tensor, tf.Tensor]:
     path = element["payload"]
-    is_jpeg = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.jpe?g")
-    image_format = tf.where(is_jpeg, "jpeg", "png")
+    if encoding is None:  # mixed: by each file's name
+        is_jpeg = tf.strings.regex_full_match(tf.strings.lower(path), r".*\.jpe?g")
+        image_format = tf.where(is_jpeg, "jpeg", "png")
+    else:
+        image_format = tf.constant(encoding)
     zero = tf.constant(0, tf.int64)
-    image = decode_image(tf.io.read_file(path), image_format, zero, zero, zero + 1)
+    image = decode_image(
+        tf.io.read_file(path), image_format, zero, zero, zero + 1, expected=encoding
+    )
     return image, element["label"]
+
+
+_DECODED_FEATURES = (
+    features.IMAGE_ENCODED,
+    features.IMAGE_FORMAT,
+    features.IMAGE_HEIGHT,
+    features.IMAGE_WIDTH,
+    features.IMAGE_CHANNELS,
+    features.LABEL,
+)
 
 
 @functools.cache
 def _feature_spec() -> dict[str, Any]:
-    return features.tf_feature_spec()
+    """Only the features a pipeline uses: parsing the others costs time per record."""
+    return features.tf_feature_spec(
+        {name: features.FEATURE_SPEC[name] for name in _DECODED_FEATURES}
+    )
 
 
-def _load_record(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
+def _load_record(element: Element, *, encoding: str | None) -> tuple[tf.Tensor, tf.Tensor]:
     parsed = tf.io.parse_single_example(element["payload"], _feature_spec())
     image = decode_image(
         parsed[features.IMAGE_ENCODED],
@@ -290,5 +325,6 @@ def _load_record(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
         parsed[features.IMAGE_HEIGHT],
         parsed[features.IMAGE_WIDTH],
         parsed[features.IMAGE_CHANNELS],
+        expected=encoding,
     )
     return image, tf.cast(parsed[features.LABEL], tf.float32)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bench import fit, model, timing
 from bench.engine import SingleProcess, launched_rank, launched_ranks
+from bench.preprocess import to_model_input
 
 
 @pytest.mark.parametrize(
@@ -85,14 +87,28 @@ def test_chexnet_shape_and_output_dtype(name: str, precision: str, layers_at_lea
         built = model.build_model(name, 32, precision=precision)
     finally:
         model.set_precision("fp32")
-    assert built.input_shape == (None, 32, 32, 3)
+    assert built.input_shape == (None, 32, 32, 1)
+    assert built.inputs[0].dtype.name == "uint8"  # what the pipelines deliver
     assert built.output_shape == (None, 14)
     assert len(built.layers) >= layers_at_least
     assert built.layers[-1].dtype_policy.compute_dtype == "float32"  # sigmoid in float32
-    assert built.inputs[0].dtype.name == model.INPUT_DTYPES[precision]
-    out = built(np.zeros((1, 32, 32, 3), dtype=np.float32), training=False)
+    normalised = built.get_layer("imagenet_input").output
+    assert normalised.shape.as_list() == [None, 32, 32, 3]
+    assert normalised.dtype.name == model.INPUT_DTYPES[precision]
+    out = built(np.zeros((1, 32, 32, 1), dtype=np.uint8), training=False)
     assert out.dtype.name == "float32"
     assert np.all((out.numpy() > 0) & (out.numpy() < 1))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_model_input_is_imagenet_normalised_gray_in_three_channels(dtype: str) -> None:
+    gray = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    got = tf.cast(to_model_input(tf.constant(gray), dtype), tf.float32).numpy()
+    assert got.shape == (1, 16, 16, 3)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    expected = (gray.astype(np.float64) / 255.0 - mean) / std  # the textbook formula
+    tolerance = {"float32": 1e-5, "float16": 5e-3, "bfloat16": 3e-2}[dtype]
+    np.testing.assert_allclose(got, expected, atol=tolerance)
 
 
 def test_percentile_and_throughput() -> None:

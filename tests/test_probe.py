@@ -51,6 +51,20 @@ def test_probe_excludes_and_records_the_warm_up() -> None:
     assert document["units"]["rate"] == "images/s" and len(document["batch_s"]) == 6
 
 
+def test_probe_measures_for_at_least_min_seconds() -> None:
+    def batches() -> Iterator[np.ndarray]:
+        for _ in range(1000):
+            time.sleep(0.01)
+            yield np.zeros((4, 8, 8, 1), np.uint8)
+
+    dataset = tf.data.Dataset.from_generator(
+        batches, output_signature=tf.TensorSpec([4, 8, 8, 1], tf.uint8)
+    )
+    result = probe(dataset, batch_size=4, batches=2, warmup_batches=0, min_seconds=0.3)
+    assert result.measured_s >= 0.3 and result.batches > 2 and not result.exhausted
+    assert result.images == 4 * result.batches == 4 * len(result.batch_s)
+
+
 def test_probe_reports_a_dataset_that_ends_early(synth_root: Path) -> None:
     source = raw_source(synth_root, "val")  # 19 images: batches of 8, 8, 3
     options = PipelineOptions(
@@ -87,6 +101,7 @@ def test_decoder_ceiling_decodes_every_image_in_parallel(
     assert result["images"] == 12 and result["processes"] == 2
     assert result["images_per_sec"] == pytest.approx(12 / result["wall_s"])
     assert len(result["per_process_s"]) == 2 and result["unit"] == "images/s"
+    assert set(result["resize_methods"]) <= {"resize", "affine"}  # the faster, per worker
     records = tfrecord_source(records_png, "val")
     result = decoder_ceiling(records, processes=2, image_size=32)
     assert result["images"] == records.num_examples
