@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from bench.guard import BadDataGuard
-from bench.preprocess import flip_batch, resize
+from bench.preprocess import flip_batch, resize, resize_batch
 from bench.sources import (
     Element,
     ReadPlan,
@@ -121,8 +121,11 @@ def build_dataset(
     parallel = (options.parallel_calls or tf.data.AUTOTUNE) if tuned else None
     batch_size = options.batch_size
 
+    # Images of one known stored size are resized per batch, after the check.
+    batch_resize = source.stored_size not in (None, options.image_size)
+    decoded_size = source.stored_size if batch_resize else options.image_size
     numbered = guard.numbered(encoded_elements(source, plan), finite=not repeat_at_source)
-    decode = guard.decoding(_decoder(source, options.image_size), options.image_size)
+    decode = guard.decoding(_decoder(source, decoded_size), decoded_size)
     # Order-preserving, so that the guard can see which elements failed to decode.
     decoded = numbered.map(decode, **_parallel(parallel, True)).ignore_errors()
     # An endless stream without skip_bad holds nothing to drop: a bad element fails it.
@@ -133,6 +136,13 @@ def build_dataset(
         **_parallel(parallel, True),
     )
     checked = guard.check(batches, drop_marked=drop_marked)
+    if batch_resize:
+        checked = checked.map(
+            plain(
+                lambda batch: {**batch, "image": resize_batch(batch["image"], options.image_size)}
+            ),
+            **_parallel(parallel, True),
+        )
     if options.cache:
         images = checked.unbatch().map(plain(_image_and_label)).cache()
         if options.training:
@@ -171,10 +181,14 @@ def skipped_count(dataset: tf.data.Dataset) -> int | None:
 
 
 def _decoder(source: Source, image_size: int) -> Callable[[Element], tuple[tf.Tensor, tf.Tensor]]:
+    """Decode to uint8 [image_size, image_size, 1]: resized, or checked to be that size
+    when the source states it (an image of another size then fails like a corrupt one)."""
     load = loader(source)
 
     def decode(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
         image, label = load(element)
+        if source.stored_size == image_size:
+            return tf.ensure_shape(image, [image_size, image_size, 1]), label
         return resize(image, image_size), label
 
     return decode

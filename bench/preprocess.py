@@ -6,7 +6,9 @@ measures only reading and decoding. It is split between the host and the device:
 
     host (tf.data, per image):  decode -> uint8 [H, W, 1] -> resize to image_size
                                 (bilinear, rounded back to uint8; skipped when equal)
-    host (tf.data, per batch):  random horizontal flip (training only, seeded per image)
+    host (tf.data, per batch):  the same resize, when every stored image has one known
+                                size (records converted with --resize): cheaper per batch
+                                -> random horizontal flip (training only, seeded per image)
     device (the model's first layer, `to_model_input`):
                                 3 channels -> ImageNet mean/std -> the run's dtype
 
@@ -96,6 +98,18 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
     resized = tf.cond(same, lambda: image, resampled)
     return tf.ensure_shape(resized, [image_size, image_size, 1])
+
+
+def resize_batch(images: tf.Tensor, image_size: int) -> tf.Tensor:
+    """uint8 [B, H, W, 1] -> uint8 [B, S, S, 1]: what `resize` does to each image.
+
+    The batch is turned into one image of B channels: TensorFlow's bilinear kernel loops
+    over channels innermost, so it interpolates that 2-3x faster than B one-channel images.
+    """
+    planes = tf.transpose(images[..., 0], [1, 2, 0])[None]  # [1, H, W, B]
+    pixels = tf.image.resize(planes, [image_size, image_size], method="bilinear")
+    resized = tf.cast(pixels + 0.5, tf.uint8)[0]
+    return tf.transpose(resized, [2, 0, 1])[..., None]
 
 
 def flip_batch(images: tf.Tensor, keys: tf.Tensor, seed: int) -> tf.Tensor:

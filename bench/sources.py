@@ -59,6 +59,7 @@ class Source:
     record_counts: tuple[int, ...] = ()  # tfrecord only: per shard, from the manifest
     compression: str = "none"  # tfrecord only: "none" | "gzip"
     encoding: str | None = "png"  # every image's format; None: mixed (raw files only)
+    stored_size: int | None = None  # every image is stored_size squared (tfrecord --resize)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -159,6 +160,7 @@ def tfrecord_source(records_dir: Path, split: str) -> Source:
         record_counts=counts,
         compression=manifest.compression,
         encoding=manifest.encoding,
+        stored_size=manifest.image_size,
         description=description,
     )
 

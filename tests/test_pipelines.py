@@ -251,6 +251,37 @@ def test_every_encoding_and_gzip_decode_to_the_source_pixels(
     assert sorted(tuned) == sorted(_digests(build_dataset(gzip_source, _options("naive"))))
 
 
+def test_records_of_one_stored_size_are_resized_per_batch_to_the_same_pixels(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    from bench.preprocess import resize
+
+    out = tmp_path / "records-48"
+    convert(
+        ConversionOptions(
+            source=synth_root, out=out, splits=("val",), encoding="raw", resize=48, workers=1
+        )
+    )
+    source = tfrecord_source(out, "val")
+    assert source.stored_size == 48
+    spec = {
+        features.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
+        features.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string),
+    }
+    expected = {}
+    for record in tf.data.TFRecordDataset(list(source.files)):
+        parsed = tf.io.parse_single_example(record, spec)
+        pixels = tf.reshape(tf.io.decode_raw(parsed[features.IMAGE_ENCODED], tf.uint8), [48, 48, 1])
+        expected[parsed[features.IMAGE_FILENAME].numpy().decode()] = resize(pixels, 32).numpy()
+    for kind in ("naive", "tuned"):
+        got = _by_name(source, _options(kind, image_size=32))
+        assert got.keys() == expected.keys()
+        for name, (image, _) in got.items():
+            np.testing.assert_array_equal(image, expected[name], err_msg=f"{kind} {name}")
+    stored = _by_name(source, _options(image_size=48))  # no resize at all
+    assert next(iter(stored.values()))[0].shape == (48, 48, 1)
+
+
 def _copy(tree: Path, tmp_path: Path) -> Path:
     copy = tmp_path / tree.name
     shutil.copytree(tree, copy)
