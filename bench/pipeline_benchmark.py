@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ HEADERS = [
     "tuned img/s",
     "ceiling img/s",
     "tuned / ceiling",
+    "(rounds)",
     "naive / ceiling",
     "tuned first batch s",
     "tuned, normalised on host img/s",
@@ -195,19 +197,31 @@ def _best(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _row(fmt: Format, figures: dict[str, Any]) -> list[Any]:
-    ceiling = _best(figures["ceiling"])["images_per_sec"]
-    naive = _best(figures["naive"])["images_per_sec"]
-    tuned = _best(figures["tuned"])["images_per_sec"]
+    """Rates: each kind's best round. Ratios: the median over rounds of the ratio within
+    a round (measured back to back, so a slow spell on the machine hits both sides)."""
+    tuned_ratios = _round_ratios(figures["tuned"], figures["ceiling"])
     return [
         fmt.name,
-        naive,
-        tuned,
-        ceiling,
-        _ratio(tuned, ceiling),
-        _ratio(naive, ceiling),
+        _best(figures["naive"])["images_per_sec"],
+        _best(figures["tuned"])["images_per_sec"],
+        _best(figures["ceiling"])["images_per_sec"],
+        statistics.median(tuned_ratios) if tuned_ratios else None,
+        " ".join(f"{ratio:.2f}" for ratio in tuned_ratios),
+        _median_ratio(figures["naive"], figures["ceiling"]),
         _best(figures["tuned"])["time_to_first_batch_s"],
         _best(figures["tuned+host"])["images_per_sec"],
     ]
+
+
+def _round_ratios(values: list[dict[str, Any]], references: list[dict[str, Any]]) -> list[float]:
+    pairs = zip(values, references, strict=True)
+    ratios = [_ratio(value["images_per_sec"], ref["images_per_sec"]) for value, ref in pairs]
+    return [ratio for ratio in ratios if ratio is not None]
+
+
+def _median_ratio(values: list[dict[str, Any]], references: list[dict[str, Any]]) -> float | None:
+    ratios = _round_ratios(values, references)
+    return statistics.median(ratios) if ratios else None
 
 
 def _ratio(value: float | None, reference: float | None) -> float | None:
