@@ -27,6 +27,7 @@ from tabulate import tabulate
 
 import bench  # noqa: F401  (before TensorFlow)
 from bench.pipelines import PipelineOptions, Source, build_dataset, raw_source, tfrecord_source
+from bench.preprocess import to_model_input
 from bench.probe import decoder_ceiling, probe
 
 
@@ -167,9 +168,7 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _dataset(source: Source, kind: str, args: argparse.Namespace) -> Any:
-    import tensorflow as tf
-
-    from bench.preprocess import to_model_input
+    import tensorflow as tf  # loaded by bench.pipelines already, after bench set it up
 
     options = PipelineOptions(
         kind=kind.split("+")[0],

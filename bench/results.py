@@ -46,13 +46,13 @@ Layout (schema_version 1); every key is always present, `null` where not applica
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from converters.manifest import write_text_atomic
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "timeout")
@@ -180,18 +180,8 @@ def write_result(directory: Path, result: Mapping[str, Any]) -> Path:
 def write_json_atomic(target: Path, document: Any) -> None:
     """Write JSON to `target` so that a reader sees the old file or the whole new one."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide results from the rest of a team
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=1, sort_keys=True, default=_to_json)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    text = json.dumps(document, indent=1, sort_keys=True, default=_to_json) + "\n"
+    write_text_atomic(target, text)
 
 
 def load_result(path: Path) -> dict[str, Any]:

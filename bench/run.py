@@ -234,6 +234,21 @@ def _pipeline_options(config: RunConfig, *, training: bool) -> Any:
     )
 
 
+def _rank_dataset(
+    config: RunConfig, engine: Any, source: Any, *, training: bool, epoch: int = 0
+) -> Any:
+    """This rank's share of `source` through the configured pipeline."""
+    from bench.pipelines import build_dataset
+
+    return build_dataset(
+        source,
+        _pipeline_options(config, training=training),
+        worker_index=engine.rank,
+        num_workers=engine.size,
+        epoch=epoch,
+    )
+
+
 def make_source(config: RunConfig, split: str) -> Any:
     from bench.pipelines import raw_source, tfrecord_source
 
@@ -364,17 +379,12 @@ def _first_batch_iterator(dataset: Any) -> tuple[Iterator[tuple[Any, Any]], floa
 
 
 def run_train(config: RunConfig, engine: Any, device: str) -> Outcome:
-    from bench.pipelines import build_dataset, skipped_count
+    from bench.pipelines import skipped_count
 
     source = make_source(config, config.split)
     _check_enough(source, config.batch_per_gpu * engine.size)
     trainer = _make_trainer(config, engine)
-    dataset = build_dataset(
-        source,
-        _pipeline_options(config, training=True),
-        worker_index=engine.rank,
-        num_workers=engine.size,
-    )
+    dataset = _rank_dataset(config, engine, source, training=True)
     batches, first_batch_s = _first_batch_iterator(dataset)
     times, losses = _timed_training(
         config, engine, trainer, batches, images_in_split=source.num_examples
@@ -391,17 +401,11 @@ def run_train(config: RunConfig, engine: Any, device: str) -> Outcome:
 
 
 def run_pipeline(config: RunConfig, engine: Any, device: str) -> Outcome:
-    from bench.pipelines import build_dataset
     from bench.probe import probe
 
     source = make_source(config, config.split)
     _check_enough(source, config.batch_per_gpu * engine.size)
-    dataset = build_dataset(
-        source,
-        _pipeline_options(config, training=True),
-        worker_index=engine.rank,
-        num_workers=engine.size,
-    )
+    dataset = _rank_dataset(config, engine, source, training=True)
     _crash_hook(engine.rank)(0)
     started_at = time.time()
     began = time.perf_counter()
@@ -435,32 +439,18 @@ def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) ->
     import numpy as np
 
     from bench import fit
-    from bench.pipelines import build_dataset, skipped_count
+    from bench.pipelines import skipped_count
 
     train_source = make_source(config, "train")
     val_source = make_source(config, "val")
     global_batch = config.batch_per_gpu * engine.size
     _check_enough(train_source, global_batch)
     trainer = _make_trainer(config, engine)
-    train_data = build_dataset(
-        train_source,
-        _pipeline_options(config, training=True),
-        worker_index=engine.rank,
-        num_workers=engine.size,
-    )
+    train_data = _rank_dataset(config, engine, train_source, training=True)
     batches, first_batch_s = _first_batch_iterator(train_data)
-    eval_options = _pipeline_options(config, training=False)
 
     def validation_batches(epoch: int) -> Iterator[tuple[Any, Any]]:
-        return iter(
-            build_dataset(
-                val_source,
-                eval_options,
-                worker_index=engine.rank,
-                num_workers=engine.size,
-                epoch=epoch,
-            )
-        )
+        return iter(_rank_dataset(config, engine, val_source, training=False, epoch=epoch))
 
     checkpoint = fit.checkpoint_path(config.output_dir, config.repeat, run_id)
 

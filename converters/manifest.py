@@ -91,7 +91,11 @@ def manifest_path(directory: Path) -> Path:
 
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
     """Write JSON to a temporary name in the same folder, fsync, rename: all or nothing."""
-    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
+    write_text_atomic(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` so that a reader sees the old file or the whole new one, durably."""
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the file from other users
