@@ -30,15 +30,24 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from bench.sources import (
-    PROBLEM_EXTRA_RECORD,
     PROBLEM_NONE,
     PROBLEM_UNREADABLE,
     PROBLEMS,
+    BatchDecoder,
+    known_problem,
     plain,
 )
+from converters.labels import NUM_LABELS
 
 DECODE_FAILED = "could not be read or decoded as an image"
-PROBLEM_STALLED = 3
+BATCH_FAILED = (
+    "in a batch of records that failed to parse as a whole (one or more of them is not a "
+    "tf.train.Example; python -m converters.verify names it)"
+)
+# Codes after PROBLEM_UNREADABLE (bench.sources): set by the guard itself.
+PROBLEM_STALLED = 2
+PROBLEM_UNDECODABLE = 3  # marked by a batch decoder, which does not fail on a bad image
+PROBLEM_BATCH_FAILED = 4  # lost with a whole batch that failed to decode
 STALLED = "not one batch of usable examples among the last {limit} read"
 NAMED = 10  # bad elements named in one message; the rest are counted
 Element = dict[str, tf.Tensor]
@@ -65,12 +74,16 @@ class BadDataGuard:
         self._progress = tf.Variable(tf.constant(0, tf.int64), trainable=False)
         # How many elements were dropped (skip_bad) since the dataset was built.
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # The problem code of elements missing after decoding; None: a failed decode.
+        self._missing_problem: int | None = None
+        # One more than the highest number a batch decoder was handed (`end_batch`).
+        self._issued = tf.Variable(tf.zeros([1], tf.int64), trainable=False)
 
     def skipped_count(self) -> int:
         return int(self.skipped.numpy())
 
     def numbered(self, elements: tf.data.Dataset, *, finite: bool) -> tf.data.Dataset:
-        """(seq, element) pairs; a finite stream ends with a sentinel (`end` True)."""
+        """(seq, element) pairs; a finite stream ends with a sentinel (source_id -1)."""
         if finite:
             elements = elements.concatenate(
                 tf.data.Dataset.from_tensors(_sentinel(elements.element_spec))
@@ -85,38 +98,83 @@ class BadDataGuard:
         """
 
         def function(seq: tf.Tensor, element: Element) -> Element:
+            end = element["source_id"] < 0
+            known = tf.where(end, PROBLEM_NONE, known_problem(element))
             where = tf.stack(
-                [
-                    seq,
-                    element["source_id"],
-                    element["record"],
-                    tf.cast(element["problem"], tf.int64),
-                ]
+                [seq, element["source_id"], element["record"], tf.cast(known, tf.int64)]
             )
             remember = self._ring.scatter_nd_update([[seq % self._ring_size]], where[None])
             stalled = seq - self._progress.read_value() > self.limit
-            fresh = tf.logical_and(
-                tf.logical_not(element["end"]), element["problem"] == PROBLEM_NONE
-            )
+            fresh = tf.logical_and(tf.logical_not(end), known == PROBLEM_NONE)
             with tf.control_dependencies([remember]):
                 image, label = tf.cond(
                     tf.logical_and(fresh, tf.logical_not(stalled)),
                     lambda: decode(element),
                     lambda: (
                         tf.zeros([image_size, image_size, 1], tf.uint8),
-                        tf.zeros_like(element["label"]),
+                        tf.zeros([NUM_LABELS], tf.float32),
                     ),
                 )
-            problem = tf.where(tf.logical_and(fresh, stalled), PROBLEM_STALLED, element["problem"])
-            return {
-                "seq": seq,
-                "problem": problem,
-                "end": element["end"],
-                "image": image,
-                "label": label,
-            }
+            problem = tf.where(tf.logical_and(fresh, stalled), PROBLEM_STALLED, known)
+            return {"seq": seq, "problem": problem, "end": end, "image": image, "label": label}
 
         return plain(function)
+
+    def decoding_batch(self, decode: BatchDecoder, image_size: int) -> Callable[..., Element]:
+        """`decoding` for a batch decoder (bench.sources.batch_loader), mapped over batches
+        of numbered elements: one ring write and one decoder call per batch.
+
+        Bad images come back marked (PROBLEM_UNDECODABLE), not missing; a batch that fails
+        as a whole goes missing and `check` names its records with BATCH_FAILED. A batch
+        in which every element has stalled is not decoded.
+        """
+        self._missing_problem = PROBLEM_BATCH_FAILED
+
+        def function(seq: tf.Tensor, elements: Element) -> Element:
+            end = elements["source_id"] < 0
+            known = tf.where(end, PROBLEM_NONE, known_problem(elements))
+            rows = tf.stack(
+                [seq, elements["source_id"], elements["record"], tf.cast(known, tf.int64)], 1
+            )
+            remember = self._ring.scatter_nd_update((seq % self._ring_size)[:, None], rows)
+            issued = self._issued.scatter_max(tf.IndexedSlices(seq[-1:] + 1, tf.constant([0])))
+            stalled = seq - self._progress.read_value() > self.limit
+            fresh = tf.logical_and(tf.logical_not(end), known == PROBLEM_NONE)
+            count = tf.shape(seq)[0]
+            # Written before decoding, so that a batch that fails still leaves its trace.
+            with tf.control_dependencies([remember, issued]):
+                images, labels, decoded = tf.cond(
+                    tf.reduce_any(tf.logical_and(fresh, tf.logical_not(stalled))),
+                    lambda: decode(elements),
+                    lambda: (
+                        tf.zeros([count, image_size, image_size, 1], tf.uint8),
+                        tf.zeros([count, NUM_LABELS], tf.float32),
+                        tf.zeros([count], tf.bool),
+                    ),
+                )
+            undecodable = tf.logical_and(fresh, tf.logical_not(decoded))
+            problem = tf.where(undecodable, PROBLEM_UNDECODABLE, known)
+            problem = tf.where(tf.logical_and(fresh, stalled), PROBLEM_STALLED, problem)
+            return {"seq": seq, "problem": problem, "end": end, "image": images, "label": labels}
+
+        return plain(function)
+
+    def end_batch(self, image_size: int) -> tf.data.Dataset:
+        """A one-element batch to append to a finite stream of `decoding_batch` batches:
+        its end element carries the count of numbers handed out, so that `check` sees the
+        elements of a last batch that failed as a whole. (A sentinel element could go
+        missing with that batch.) Built lazily, after every batch before it."""
+
+        def end(_: tf.Tensor) -> Element:
+            return {
+                "seq": self._issued.read_value(),
+                "problem": tf.constant([PROBLEM_NONE]),
+                "end": tf.constant([True]),
+                "image": tf.zeros([1, image_size, image_size, 1], tf.uint8),
+                "label": tf.zeros([1, NUM_LABELS], tf.float32),
+            }
+
+        return tf.data.Dataset.range(1).map(plain(end))
 
     def check(self, batches: tf.data.Dataset, *, drop_marked: bool) -> tf.data.Dataset:
         """Account for the gaps and problems of each batch: fail, or drop and count.
@@ -144,15 +202,20 @@ class BadDataGuard:
         stalled = tf.reduce_any(tf.equal(batch["problem"], PROBLEM_STALLED))
         acted = tf.cond(
             tf.logical_or(tf.size(bad) > 0, stalled),
-            lambda: self._act(bad, stalled),
+            lambda: self._act(bad, tf.size(missing), stalled),
             lambda: tf.constant(0, tf.int64),
         )
         with tf.control_dependencies([acted, self._progress.assign(last + 1)]):
             return last + 1, {**batch, "seq": tf.identity(seq)}
 
-    def _act(self, bad: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
-        """Name the bad elements (numbers `bad`); fail, or report and count them."""
+    def _act(self, bad: tf.Tensor, missing: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
+        """Name the bad elements (numbers `bad`, of which the first `missing` went missing);
+        fail, or report and count them."""
         rows = tf.gather(self._ring, bad % self._ring_size)
+        if self._missing_problem is not None:  # why an element goes missing, when known
+            lost = tf.range(tf.shape(bad)[0]) < missing
+            reason = tf.where(lost, tf.constant(self._missing_problem, tf.int64), rows[:, 3])
+            rows = tf.concat([rows[:, :3], reason[:, None]], 1)
         # A row overwritten since (the ring wrapped) no longer names its file.
         text = _describe(self._files, rows, tf.equal(rows[:, 0], bad))
         count = tf.size(bad, out_type=tf.int64)
@@ -190,19 +253,15 @@ def _drop_marked(batch: Element) -> Element:
 def _sentinel(spec: dict[str, tf.TensorSpec]) -> Element:
     """An element of the same structure that marks the end of a finite stream."""
     element = {
-        name: tf.zeros(item.shape, item.dtype)
+        name: tf.constant("") if item.dtype == tf.string else tf.zeros(item.shape, item.dtype)
         for name, item in spec.items()
-        if item.dtype != tf.string
     }
-    element.update(
-        {name: tf.constant("") for name, item in spec.items() if item.dtype == tf.string}
-    )
-    element["end"] = tf.constant(True)
     element["source_id"] = tf.constant(-1, tf.int64)
     return element
 
 
-_REASONS = ("", PROBLEMS[PROBLEM_UNREADABLE], PROBLEMS[PROBLEM_EXTRA_RECORD], "")
+# By code; a stalled element is not a reason of its own (STALLED says why).
+_REASONS = ("", PROBLEMS[PROBLEM_UNREADABLE], "", DECODE_FAILED, BATCH_FAILED)
 
 
 def _describe(files: tf.Tensor, rows: tf.Tensor, known: tf.Tensor) -> tf.Tensor:

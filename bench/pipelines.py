@@ -2,7 +2,13 @@
 
     source stage (bench.sources) -> enumerate -> decode + resize to uint8, per image
       (order-preserving; bench.guard numbers each image first) -> ignore_errors -> batch
-      -> guard check, per batch -> [cache] -> flip, per batch -> [prefetch]
+      -> guard check, per batch -> [resize, per batch] -> [cache] -> flip, per batch
+      -> [prefetch]
+
+Raw uint8 records (nothing to decode per image) take a shorter road in the tuned
+pipeline: enumerate -> batch -> parse and check the batch's records at once
+(bench.sources.batch_loader) -> guard check -> ...; a per-image tf.data function costs
+more CPU than such an image's whole decoding.
 
 Only the source stage knows whether it reads image files or shards, and the two
 structures differ only in how the stages run:
@@ -38,6 +44,7 @@ from bench.sources import (
     Element,
     ReadPlan,
     Source,
+    batch_loader,
     encoded_elements,
     loader,
     plain,
@@ -124,17 +131,30 @@ def build_dataset(
     # Images of one known stored size are resized per batch, after the check.
     batch_resize = source.stored_size not in (None, options.image_size)
     decoded_size = source.stored_size if batch_resize else options.image_size
-    numbered = guard.numbered(encoded_elements(source, plan), finite=not repeat_at_source)
-    decode = guard.decoding(_decoder(source, decoded_size), decoded_size)
-    # Order-preserving, so that the guard can see which elements failed to decode.
-    decoded = numbered.map(decode, **_parallel(parallel, True)).ignore_errors()
+    finite = not repeat_at_source
     # An endless stream without skip_bad holds nothing to drop: a bad element fails it.
-    drop_marked = options.skip_bad or not repeat_at_source
-    batches = decoded.batch(
-        batch_size,
-        drop_remainder=not drop_marked,
-        **_parallel(parallel, True),
-    )
+    drop_marked = options.skip_bad or finite
+    # Order-preserving maps, so that the guard can see which elements failed to decode.
+    batch_decode = batch_loader(source) if tuned and not options.skip_bad else None
+    if batch_decode is None:
+        numbered = guard.numbered(encoded_elements(source, plan), finite=finite)
+        decode = guard.decoding(_decoder(source, decoded_size), decoded_size)
+        decoded = numbered.map(decode, **_parallel(parallel, True)).ignore_errors()
+        batches = decoded.batch(
+            batch_size, drop_remainder=not drop_marked, **_parallel(parallel, True)
+        )
+    else:
+        # Nothing to decode per image (raw uint8 records): batch first, decode per batch.
+        # Not under skip_bad: a record that is no tf.train.Example fails its whole batch,
+        # which is named, but would be dropped with it.
+        numbered = guard.numbered(encoded_elements(source, plan), finite=False)
+        batches = numbered.batch(
+            batch_size, drop_remainder=not drop_marked, **_parallel(parallel, True)
+        )
+        decode = guard.decoding_batch(batch_decode, decoded_size)
+        batches = batches.map(decode, **_parallel(parallel, True)).ignore_errors()
+        if finite:
+            batches = batches.concatenate(guard.end_batch(decoded_size))
     checked = guard.check(batches, drop_marked=drop_marked)
     if batch_resize:
         checked = checked.map(

@@ -19,6 +19,9 @@ arithmetic the GPU does for free; bench.pipeline_benchmark measures the differen
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import tensorflow as tf
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -101,15 +104,55 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def resize_batch(images: tf.Tensor, image_size: int) -> tf.Tensor:
-    """uint8 [B, H, W, 1] -> uint8 [B, S, S, 1]: what `resize` does to each image.
+    """uint8 [B, H, W, 1] -> uint8 [B, S, S, 1]: what `resize` does to each image, to
+    within one gray level (float rounding at exact halves).
 
-    The batch is turned into one image of B channels: TensorFlow's bilinear kernel loops
-    over channels innermost, so it interpolates that 2-3x faster than B one-channel images.
+    When H and W are known and shrink to S in a small ratio p:q (256 -> 224 is 8:7), the
+    bilinear weights are block diagonal: each run of p input pixels makes q output pixels
+    on its own. Two small matrix products (width, then height) then do the whole batch at
+    half the CPU of TensorFlow's resize, which needs the batch transposed to B channels
+    and back. Other shapes take that path: one image of B channels, since TensorFlow's
+    bilinear kernel loops over channels innermost.
     """
-    planes = tf.transpose(images[..., 0], [1, 2, 0])[None]  # [1, H, W, B]
-    pixels = tf.image.resize(planes, [image_size, image_size], method="bilinear")
-    resized = tf.cast(pixels + 0.5, tf.uint8)[0]
-    return tf.transpose(resized, [2, 0, 1])[..., None]
+    height, width = images.shape[1], images.shape[2]
+    rows = _bilinear_blocks(height, image_size) if height else None
+    columns = _bilinear_blocks(width, image_size) if width else None
+    if rows is None or columns is None:
+        planes = tf.transpose(images[..., 0], [1, 2, 0])[None]  # [1, H, W, B]
+        pixels = tf.image.resize(planes, [image_size, image_size], method="bilinear")
+        resized = tf.cast(pixels + 0.5, tf.uint8)[0]
+        return tf.transpose(resized, [2, 0, 1])[..., None]
+    count = tf.shape(images)[0]
+    pixels = tf.cast(images[..., 0], tf.float32)
+    # Width: every run of p pixels of every row, times the p x q block.
+    pixels = tf.reshape(tf.reshape(pixels, [-1, columns.shape[0]]) @ columns, [count, height, -1])
+    # Height: every run of p rows, times the block, transposed.
+    pixels = tf.linalg.matmul(
+        rows, tf.reshape(pixels, [-1, rows.shape[0], image_size]), transpose_a=True
+    )
+    pixels = tf.reshape(pixels, [count, image_size, image_size, 1])
+    return tf.cast(pixels + 0.5, tf.uint8)  # convex weights: +0.5 and truncating rounds
+
+
+def _bilinear_blocks(size: int, target: int) -> tf.Tensor | None:
+    """The p x q block of bilinear weights (half-pixel centres, no antialiasing) that
+    shrinks `size` to `target` in runs, p:q being size:target in lowest terms; None when
+    blocks would not be cheaper than TensorFlow's resize (a large or tiny block)."""
+    common = math.gcd(size, target)
+    p, q = size // common, target // common
+    if not (4 <= q <= 16 and q < p <= 3 * q):
+        return None
+    weights = np.zeros((p, q), np.float32)
+    for output in range(q):
+        # Where output pixel `output`'s centre falls among the p inputs; a shrink keeps
+        # both neighbours inside the run.
+        centre = (output + 0.5) * p / q - 0.5
+        first = math.floor(centre)
+        fraction = centre - first
+        weights[first, output] += 1.0 - fraction
+        if fraction > 0:
+            weights[first + 1, output] += fraction
+    return tf.constant(weights)
 
 
 def flip_batch(images: tf.Tensor, keys: tf.Tensor, seed: int) -> tf.Tensor:

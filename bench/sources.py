@@ -4,15 +4,16 @@ This is the only stage in which raw files and TFRecords differ (the structure of
 official/core/input_reader.py: source -> decode -> parse -> preprocess). A source stage
 turns a `Source` into a dataset of *encoded elements*, one per example:
 
-    payload   string   the file path (raw) or the serialized tf.train.Example (tfrecord)
+    payload   string   the file path (raw) or the serialized tf.train.Example (tfrecord);
+                       "" where a shard's record could not be read (`known_problem`)
     source_id int64    index into Source.files (the image file, or the shard)
     record    int64    record index inside the shard; -1 for raw files
-    problem   int32    0, or why the element is known bad before decoding (PROBLEMS)
-    end       bool     False (True only for the guard's end-of-stream sentinel)
-    label     float32 [14]  (raw: from the CSV; tfrecord: parsed later, zeros here)
+    label     float32 [14]  raw only, from the CSV (records carry theirs inside)
 
 and `loader(source)` gives the function that turns one such element into
-(uint8 image [H, W, 1], float32 label [14]).
+(uint8 image [H, W, 1], float32 label [14]). A TFRecord element is built by zipping
+datasets, with no function call per record: at a few thousand records/s per core,
+per-record map and filter calls cost more CPU than reading the records.
 """
 
 from __future__ import annotations
@@ -23,20 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from bench.preprocess import decode_image
 from converters import features
-from converters.labels import NUM_LABELS
 
 FORMATS = ("raw", "tfrecord")
-# problem codes carried by an element; the guard turns them into messages.
+# Why an element is known to be bad before decoding; the guard turns codes into messages.
 PROBLEM_NONE = 0
 PROBLEM_UNREADABLE = 1
-PROBLEM_EXTRA_RECORD = 2
 PROBLEMS = {
     PROBLEM_UNREADABLE: "unreadable record (the shard is truncated or corrupt from here on)",
-    PROBLEM_EXTRA_RECORD: "the shard holds more records than its manifest lists",
 }
 READ_BUFFER_BYTES = 8 * 1024 * 1024
 # Every tf.data function here is plain TensorFlow: skipping AutoGraph conversion
@@ -60,6 +59,7 @@ class Source:
     compression: str = "none"  # tfrecord only: "none" | "gzip"
     encoding: str | None = "png"  # every image's format; None: mixed (raw files only)
     stored_size: int | None = None  # every image is stored_size squared (tfrecord --resize)
+    channels: int | None = None  # every image's channels, when the manifest says (tfrecord)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -137,6 +137,7 @@ def tfrecord_source(records_dir: Path, split: str) -> Source:
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"{records_dir}: split {split!r}: missing shards: {missing}")
+    _check_no_extra_records(manifest, split)
     total = manifest.record_count(split)
     if total == 0:
         raise ValueError(f"{records_dir}: split {split!r} has no records")
@@ -161,8 +162,31 @@ def tfrecord_source(records_dir: Path, split: str) -> Source:
         compression=manifest.compression,
         encoding=manifest.encoding,
         stored_size=manifest.image_size,
+        channels=manifest.data.get("channels"),
         description=description,
     )
+
+
+def _check_no_extra_records(manifest: Any, split: str) -> None:
+    """Raise ValueError naming a shard that holds more records than its manifest lists.
+
+    The pipelines read exactly the listed records (evaluation counts on it), so a shard
+    that grew after conversion is rejected before reading. Only a shard whose size
+    differs from the manifest's is counted; a shorter one is left to the pipeline's
+    guard, which names its first unreadable record.
+    """
+    from converters.records import count_records
+
+    for shard, path in zip(manifest.shards[split], manifest.shard_paths(split), strict=True):
+        if path.stat().st_size == shard.bytes:
+            continue
+        found = count_records(path, compression=manifest.compression)
+        if found > shard.records:
+            raise ValueError(
+                f"{path}: holds {found} records where its manifest lists {shard.records} "
+                f"({path.stat().st_size} bytes, manifest says {shard.bytes}): the shard changed "
+                f"after conversion; check it with python -m converters.verify {manifest.directory}"
+            )
 
 
 def encoded_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
@@ -194,8 +218,6 @@ def _raw_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
             "payload": paths[index],
             "source_id": index,
             "record": tf.constant(-1, tf.int64),
-            "problem": tf.constant(PROBLEM_NONE),
-            "end": tf.constant(False),
             "label": labels[index],
         }
 
@@ -235,13 +257,13 @@ def _tfrecord_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
 
 
 def _shard_reader(source: Source, *, buffer_size: int | None) -> Callable[[tf.Tensor], Any]:
-    """shard id -> its records as elements, with unreadable records kept as problems.
+    """shard id -> its records as elements, with unreadable records kept, as "" payloads.
 
     TensorFlow's reader errors (truncated or corrupt data) do not name the file. Each shard
-    is read with errors caught and then padded to the record count its manifest lists, plus
-    one: a padding element where a record should be marks the first record that could not
-    be read (the guard reports it with the shard and record index), and a real record in
-    the extra slot means the shard holds more records than the manifest says.
+    is read with errors caught and padded with "" up to the record count its manifest
+    lists: a "" where a record should be marks one that could not be read, and the guard
+    names it with the shard and record index. (No real record is empty: it holds an image.)
+    More records than the manifest lists are caught before reading (`tfrecord_source`).
     """
     paths = tf.constant(source.files)
     counts = tf.constant(source.record_counts, tf.int64)
@@ -251,33 +273,24 @@ def _shard_reader(source: Source, *, buffer_size: int | None) -> Callable[[tf.Te
         records = tf.data.TFRecordDataset(
             paths[shard_id], compression_type=compression, buffer_size=buffer_size
         )
-        # No real record is empty (it holds an image): "" pads an unreadable tail.
-        padded = records.ignore_errors().concatenate(
-            tf.data.Dataset.from_tensors(tf.constant("")).repeat()
-        )
+        padding = tf.data.Dataset.from_tensors(tf.constant("")).repeat()
         expected = counts[shard_id]
-
-        def element(index: tf.Tensor, data: tf.Tensor) -> Element:
-            was_read = tf.strings.length(data) > 0
-            problem = tf.where(
-                index < expected,
-                tf.where(was_read, PROBLEM_NONE, PROBLEM_UNREADABLE),
-                tf.where(was_read, PROBLEM_EXTRA_RECORD, -1),
-            )
-            return {
-                "payload": data,
-                "source_id": shard_id,
-                "record": index,
-                "problem": problem,
-                "end": tf.constant(False),
-                "label": tf.zeros([NUM_LABELS], tf.float32),
+        return tf.data.Dataset.zip(
+            {
+                "payload": records.ignore_errors().concatenate(padding).take(expected),
+                "source_id": tf.data.Dataset.from_tensors(shard_id).repeat(),
+                "record": tf.data.Dataset.range(expected),
             }
-
-        # -1: the expected end of the shard, not an element.
-        slots = padded.take(expected + 1).enumerate()
-        return slots.map(plain(element)).filter(plain(lambda e: e["problem"] >= 0))
+        )
 
     return read
+
+
+def known_problem(element: Element) -> tf.Tensor:
+    """The element's problem code before decoding: PROBLEM_UNREADABLE for a shard's
+    unreadable record (an empty payload; a raw element's payload is a path), else none."""
+    unreadable = tf.equal(tf.strings.length(element["payload"]), 0)
+    return tf.where(unreadable, PROBLEM_UNREADABLE, PROBLEM_NONE)
 
 
 def loader(source: Source) -> Callable[[Element], tuple[tf.Tensor, tf.Tensor]]:
@@ -301,6 +314,50 @@ def _load_raw(element: Element, *, encoding: str | None) -> tuple[tf.Tensor, tf.
     return image, element["label"]
 
 
+BatchDecoder = Callable[[Element], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+
+
+def batch_loader(source: Source) -> BatchDecoder | None:
+    """The function that decodes a whole batch of encoded elements at once, for sources
+    that need no per-image decoder: raw uint8 records of one stored size, one channel.
+
+    It returns (uint8 images [B, S, S, 1], float32 labels [B, 14], decoded bool [B]); an
+    element that is not such an image (or a padding "" for an unreadable record) gets
+    decoded False and zero pixels instead of an error. A record that is not a
+    tf.train.Example at all fails the whole batch. None for every other source.
+    """
+    if not (
+        source.format == "tfrecord"
+        and source.encoding == "raw"
+        and source.stored_size is not None
+        and source.channels == 1
+    ):
+        return None
+    return functools.partial(_load_raw_records, size=source.stored_size)
+
+
+def _load_raw_records(elements: Element, *, size: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    parsed = tf.io.parse_example(elements["payload"], _feature_spec(defaults=True))
+    pixels = parsed[features.IMAGE_ENCODED]
+    decoded = tf.reduce_all(
+        tf.stack(
+            [
+                tf.equal(parsed[features.IMAGE_FORMAT], "raw"),
+                tf.equal(parsed[features.IMAGE_HEIGHT], size),
+                tf.equal(parsed[features.IMAGE_WIDTH], size),
+                tf.equal(parsed[features.IMAGE_CHANNELS], 1),
+                tf.equal(tf.strings.length(pixels), size * size),
+            ]
+        ),
+        axis=0,
+    )
+    # fixed_length: every payload becomes size * size bytes (a bad one padded or cut,
+    # and marked by `decoded`), so the batch decodes as one [B, size * size] array.
+    images = tf.io.decode_raw(pixels, tf.uint8, fixed_length=size * size)
+    labels = tf.cast(parsed[features.LABEL], tf.float32)
+    return tf.reshape(images, [-1, size, size, 1]), labels, decoded
+
+
 _DECODED_FEATURES = (
     features.IMAGE_ENCODED,
     features.IMAGE_FORMAT,
@@ -312,11 +369,27 @@ _DECODED_FEATURES = (
 
 
 @functools.cache
-def _feature_spec() -> dict[str, Any]:
-    """Only the features a pipeline uses: parsing the others costs time per record."""
-    return features.tf_feature_spec(
+def _feature_spec(*, defaults: bool = False) -> dict[str, Any]:
+    """Only the features a pipeline uses: parsing the others costs time per record.
+
+    With `defaults`, a missing feature parses as empty (""/0/zeros) instead of failing,
+    for the batch decoder, which checks each record's values itself.
+    """
+    spec = features.tf_feature_spec(
         {name: features.FEATURE_SPEC[name] for name in _DECODED_FEATURES}
     )
+    if not defaults:
+        return spec
+    return {
+        name: tf.io.FixedLenFeature(
+            item.shape,
+            item.dtype,
+            default_value=(
+                "" if item.dtype == tf.string else np.zeros(item.shape, item.dtype.as_numpy_dtype)
+            ),
+        )
+        for name, item in spec.items()
+    }
 
 
 def _load_record(element: Element, *, encoding: str | None) -> tuple[tf.Tensor, tf.Tensor]:

@@ -226,3 +226,28 @@ def read_records(path: Path, *, compression: str = "none") -> list[bytes]:
         records.append(payload)
         offset = end + 4
     return records
+
+
+def count_records(path: Path, *, compression: str = "none") -> int:
+    """How many whole records a TFRecord file holds (framing only, CRCs not checked).
+
+    A truncated last record is not counted. Cheap for uncompressed files (it seeks over
+    payloads); a gzip file is decompressed once.
+    """
+    opener = gzip.open if compression == "gzip" else open
+    count = 0
+    with opener(path, "rb") as stream:
+        while True:
+            header = stream.read(12)
+            if len(header) < 12:
+                return count
+            (length,) = struct.unpack("<Q", header[:8])
+            if compression == "gzip":
+                if len(stream.read(length + 4)) < length + 4:
+                    return count
+            else:
+                position = stream.tell() + length + 4
+                if position > os.fstat(stream.fileno()).st_size:
+                    return count
+                stream.seek(position)
+            count += 1

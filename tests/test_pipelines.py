@@ -251,17 +251,30 @@ def test_every_encoding_and_gzip_decode_to_the_source_pixels(
     assert sorted(tuned) == sorted(_digests(build_dataset(gzip_source, _options("naive"))))
 
 
+@pytest.fixture(scope="module")
+def records_raw_48(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The validation split as raw uint8 records resized to 48 px, two shards."""
+    out = tmp_path_factory.mktemp("records-raw-48") / "records"
+    convert(
+        ConversionOptions(
+            source=synth_root,
+            out=out,
+            splits=("val",),
+            encoding="raw",
+            resize=48,
+            shard_count=2,
+            workers=1,
+        )
+    )
+    return out
+
+
 def test_records_of_one_stored_size_are_resized_per_batch_to_the_same_pixels(
-    synth_root: Path, tmp_path: Path
+    records_raw_48: Path,
 ) -> None:
     from bench.preprocess import resize
 
-    out = tmp_path / "records-48"
-    convert(
-        ConversionOptions(
-            source=synth_root, out=out, splits=("val",), encoding="raw", resize=48, workers=1
-        )
-    )
+    out = records_raw_48
     source = tfrecord_source(out, "val")
     assert source.stored_size == 48
     spec = {
@@ -280,6 +293,50 @@ def test_records_of_one_stored_size_are_resized_per_batch_to_the_same_pixels(
             np.testing.assert_array_equal(image, expected[name], err_msg=f"{kind} {name}")
     stored = _by_name(source, _options(image_size=48))  # no resize at all
     assert next(iter(stored.values()))[0].shape == (48, 48, 1)
+    # 48 -> 42 is 8:7, like 256 -> 224: the block-matrix path, within a gray level.
+    blocks = _by_name(source, _options("tuned", image_size=42))
+    for name, (image, _) in blocks.items():
+        pixels = tf.constant(stored[name][0])
+        difference = np.abs(image.astype(int) - resize(pixels, 42).numpy().astype(int))
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.03, name
+
+
+def _bilinear_reference(image: np.ndarray, size: int) -> np.ndarray:
+    """Textbook bilinear interpolation at pixel centres (no antialiasing), in float64."""
+
+    def taps(length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        centres = (np.arange(size) + 0.5) * length / size - 0.5
+        first = np.clip(np.floor(centres).astype(int), 0, length - 1)
+        following = np.minimum(first + 1, length - 1)
+        return first, following, np.clip(centres - first, 0.0, 1.0)
+
+    top, bottom, down = taps(image.shape[0])
+    left, right, across = taps(image.shape[1])
+    pixels = image.astype(np.float64)
+    rows = pixels[top] * (1 - down)[:, None] + pixels[bottom] * down[:, None]
+    return rows[:, left] * (1 - across) + rows[:, right] * across
+
+
+@pytest.mark.parametrize(
+    ("stored", "size"),
+    [(256, 224), (48, 42), (512, 224), (40, 32), (48, 32), (1024, 224), (32, 48)],
+)
+def test_batch_resize_is_bilinear_to_within_a_gray_level(stored: int, size: int) -> None:
+    """Whichever way a batch is resized (block matrices for small shrink ratios such as
+    8:7, TensorFlow's kernel otherwise), each image is the bilinear image, rounded."""
+    from bench.preprocess import resize_batch
+
+    generator = np.random.default_rng(stored * 1000 + size)
+    # Smooth gradients plus noise: both flat regions and sharp edges.
+    ramp = np.add.outer(np.arange(stored), np.arange(stored)) * (255 / (2 * stored))
+    noise = generator.integers(0, 256, (3, stored, stored))
+    images = np.where(noise > 200, noise, ramp[None]).astype(np.uint8)
+    resized = resize_batch(tf.constant(images[..., None]), size).numpy()
+    assert resized.shape == (3, size, size, 1) and resized.dtype == np.uint8
+    for image, result in zip(images, resized, strict=True):
+        expected = np.floor(_bilinear_reference(image, size) + 0.5)
+        difference = np.abs(result[..., 0].astype(int) - expected.astype(int))
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.03
 
 
 def _copy(tree: Path, tmp_path: Path) -> Path:
@@ -351,6 +408,30 @@ def test_a_truncated_shard_fails_naming_shard_and_record(records_png: Path, tmp_
         assert skipped_count(skipping) == lost
 
 
+def test_a_shard_with_more_records_than_its_manifest_is_refused(
+    records_png: Path, tmp_path: Path
+) -> None:
+    directory = _copy(records_png, tmp_path)
+    source = tfrecord_source(directory, "val")
+    shard = Path(source.files[0])
+    records = read_records(shard)
+    longer = tf.train.Example.FromString(records[0])
+    longer.features.feature[features.IMAGE_FILENAME].bytes_list.value[0] += b"-renamed"
+    with TFRecordFileWriter(shard) as writer:  # same count, more bytes: still readable
+        for record in [longer.SerializeToString(), *records[1:]]:
+            writer.write(record)
+    assert tfrecord_source(directory, "val").num_examples == source.num_examples
+    with TFRecordFileWriter(shard) as writer:  # one record too many
+        for record in [*records, records[0]]:
+            writer.write(record)
+    with pytest.raises(
+        ValueError,
+        match=rf"{shard.name}: holds {len(records) + 1} records where its manifest lists "
+        rf"{len(records)}.*converters.verify",
+    ):
+        tfrecord_source(directory, "val")
+
+
 def test_a_corrupt_image_inside_a_valid_record_is_named(records_png: Path, tmp_path: Path) -> None:
     directory = _copy(records_png, tmp_path)
     source = tfrecord_source(directory, "val")
@@ -370,6 +451,85 @@ def test_a_corrupt_image_inside_a_valid_record_is_named(records_png: Path, tmp_p
     skipping = build_dataset(source, _options("tuned", skip_bad=True))
     assert len(_arrays(skipping)[0]) == source.num_examples - 1
     assert skipped_count(skipping) == 1
+
+
+def _replace_record(shard: Path, index: int, record: bytes) -> None:
+    records = read_records(shard)
+    records[index] = record
+    with TFRecordFileWriter(shard) as writer:
+        for item in records:
+            writer.write(item)
+
+
+def test_raw_records_are_decoded_per_batch_and_bad_ones_still_named(
+    records_raw_48: Path, tmp_path: Path
+) -> None:
+    """The tuned pipeline decodes raw uint8 records a batch at a time: the same pixels as
+    the per-image road, and a bad record is still named with its shard and index."""
+    from bench.sources import batch_loader
+
+    directory = _copy(records_raw_48, tmp_path)
+    source = tfrecord_source(directory, "val")
+    assert batch_loader(source) is not None and source.channels == 1
+    per_image = _by_name(source, _options("naive", image_size=42))
+    per_batch = _by_name(source, _options("tuned", image_size=42))
+    for name, (image, label) in per_image.items():
+        np.testing.assert_array_equal(per_batch[name][0], image, err_msg=name)
+        np.testing.assert_array_equal(per_batch[name][1], label, err_msg=name)
+
+    shard = Path(source.files[0])
+    example = tf.train.Example.FromString(read_records(shard)[3])
+    example.features.feature[features.IMAGE_ENCODED].bytes_list.value[0] = b"\x00" * 100
+    _replace_record(shard, 3, example.SerializeToString())
+    for kind in ("naive", "tuned"):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=rf"bad data.*{shard.name} \(record 3\): could not be read or decoded",
+        ):
+            _arrays(build_dataset(source, _options(kind)))
+        with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{shard.name} \(record 3\)"):
+            list(build_dataset(source, _options(kind, training=True)).take(20))
+        skipping = build_dataset(source, _options(kind, skip_bad=True))
+        assert len(_arrays(skipping)[0]) == source.num_examples - 1
+        assert skipped_count(skipping) == 1
+
+
+def test_a_record_that_is_no_example_fails_its_batch_by_name_even_the_last(
+    records_raw_48: Path, tmp_path: Path
+) -> None:
+    """Batch decoding cannot isolate a record that does not parse at all: its batch is
+    lost as a whole, and named as such, also when it is the very last batch."""
+    directory = _copy(records_raw_48, tmp_path)
+    source = tfrecord_source(directory, "val")
+    shard = Path(source.files[-1])
+    last = source.record_counts[-1] - 1
+    _replace_record(shard, last, b"\xff\xff not a tf.train.Example")
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=rf"{shard.name} \(record {last}\): in a batch of records that failed to parse",
+    ):
+        _arrays(build_dataset(source, _options("tuned")))
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=rf"{shard.name} \(record {last}\): could not be read or decoded",
+    ):
+        _arrays(build_dataset(source, _options("naive")))
+    skipping = build_dataset(source, _options("tuned", skip_bad=True))  # per image: exact
+    assert len(_arrays(skipping)[0]) == source.num_examples - 1
+    assert skipped_count(skipping) == 1
+
+
+def test_raw_records_where_nothing_parses_fail_instead_of_spinning(
+    records_raw_48: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bench.guard.stall_limit", lambda batch_size: 40)
+    directory = _copy(records_raw_48, tmp_path)
+    source = tfrecord_source(directory, "val")
+    for shard, count in zip(source.files, source.record_counts, strict=True):
+        for index in range(count):
+            _replace_record(Path(shard), index, b"\xff\xff not a tf.train.Example")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not one batch of usable"):
+        next(iter(build_dataset(source, _options("tuned", training=True))))
 
 
 def test_options_are_validated(synth_root: Path) -> None:

@@ -20,7 +20,7 @@ from converters import features
 from converters.chestxray import read_chestxray14
 from converters.imageio import load_image, to_grayscale
 from converters.manifest import load_manifest
-from converters.records import serialize_example
+from converters.records import TFRecordFileWriter, count_records, serialize_example
 from converters.shards import ShardItem
 from converters.synth import generate
 from converters.tfrecord import (
@@ -344,6 +344,23 @@ def test_records_are_tensorflow_examples() -> None:
         features=tf.train.Features(feature={name: feature(value) for name, value in values.items()})
     )
     assert mine == reference.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_count_records_counts_whole_records_only(tmp_path: Path, compression: str) -> None:
+    path = tmp_path / "shard.tfrecord"
+    with TFRecordFileWriter(path, compression=compression) as writer:
+        for index in range(5):
+            writer.write(bytes([index]) * (100 + index))
+    assert count_records(path, compression=compression) == 5
+    if compression == "none":
+        data = path.read_bytes()
+        path.write_bytes(data[:-3])  # inside the last record's CRC
+        assert count_records(path) == 4
+        path.write_bytes(data[: 12 + 100 + 4 + 5])  # inside the second header
+        assert count_records(path) == 1
+        path.write_bytes(b"")
+        assert count_records(path) == 0
 
 
 def test_resume_after_sigkill_is_byte_identical(
