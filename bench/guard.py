@@ -17,6 +17,11 @@ decoding a 256-px image):
 Then either the run fails with `InvalidArgumentError: bad data: <file> (record N): <why>`,
 or, with skip_bad, the elements are dropped, counted in `skipped` and named on stderr.
 
+`decoding_batch` is the same bookkeeping for a decoder that takes a whole batch (raw
+uint8 records): one ring write per batch, bad images come back marked rather than
+missing, and only a batch that fails as a whole (a record that is no tf.train.Example)
+goes missing; `end_batch` then replaces the sentinel, which could be lost with it.
+
 A stream in which nothing decodes would otherwise never fill a batch and spin forever:
 once an element is more than `stall_limit` numbers ahead of the last checked batch, it
 is not decoded but passed on marked as stalled, which fails the run and names the files.

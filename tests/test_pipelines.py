@@ -120,10 +120,14 @@ def test_naive_and_tuned_agree(synth_root: Path) -> None:
 
 
 def test_evaluation_shards_cover_the_split_exactly_once(
-    synth_root: Path, records_png: Path
+    synth_root: Path, records_png: Path, records_raw_48: Path
 ) -> None:
-    sources = {2: raw_source(synth_root, "val"), 3: tfrecord_source(records_png, "val")}
-    for workers, source in sources.items():
+    sources = [
+        (2, raw_source(synth_root, "val")),
+        (3, tfrecord_source(records_png, "val")),
+        (3, tfrecord_source(records_raw_48, "val")),  # decoded per batch
+    ]
+    for workers, source in sources:
         whole = sorted(_digests(build_dataset(source, _options())))
         parts = [
             _digests(build_dataset(source, _options(), worker_index=index, num_workers=workers))
@@ -134,10 +138,14 @@ def test_evaluation_shards_cover_the_split_exactly_once(
         assert max(sizes) - min(sizes) <= 1, sizes  # element sharding balances
 
 
-@pytest.mark.parametrize("workers", [2, 4])
-def test_training_shards_are_disjoint_and_cover_an_epoch(records_png: Path, workers: int) -> None:
-    """3 shards: 2 workers split whole files, 4 workers fall back to elements."""
-    source = tfrecord_source(records_png, "train")
+@pytest.mark.parametrize(("records", "workers"), [("png", 2), ("png", 4), ("raw-48", 3)])
+def test_training_shards_are_disjoint_and_cover_an_epoch(
+    records_png: Path, records_raw_48: Path, records: str, workers: int
+) -> None:
+    """png, 3 shards: 2 workers split whole files, 4 workers fall back to elements;
+    raw 48 px, 2 shards, decoded per batch: 3 workers fall back to elements."""
+    split = "train" if records == "png" else "val"
+    source = tfrecord_source(records_png if records == "png" else records_raw_48, split)
     everything = sorted(_digests(build_dataset(source, _options())))
     per_worker = []
     for index in range(workers):
