@@ -79,8 +79,6 @@ class BadDataGuard:
         self._progress = tf.Variable(tf.constant(0, tf.int64), trainable=False)
         # How many elements were dropped (skip_bad) since the dataset was built.
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
-        # The problem code of elements missing after decoding; None: a failed decode.
-        self._missing_problem: int | None = None
         # One more than the highest number a batch decoder was handed (`end_batch`).
         self._issued = tf.Variable(tf.zeros([1], tf.int64), trainable=False)
 
@@ -103,14 +101,8 @@ class BadDataGuard:
         """
 
         def function(seq: tf.Tensor, element: Element) -> Element:
-            end = element["source_id"] < 0
-            known = tf.where(end, PROBLEM_NONE, known_problem(element))
-            where = tf.stack(
-                [seq, element["source_id"], element["record"], tf.cast(known, tf.int64)]
-            )
-            remember = self._ring.scatter_nd_update([[seq % self._ring_size]], where[None])
-            stalled = seq - self._progress.read_value() > self.limit
-            fresh = tf.logical_and(tf.logical_not(end), known == PROBLEM_NONE)
+            # A fresh element that goes missing failed to decode (DECODE_FAILED).
+            end, known, fresh, stalled, remember = self._remember(seq, element, PROBLEM_NONE)
             with tf.control_dependencies([remember]):
                 image, label = tf.cond(
                     tf.logical_and(fresh, tf.logical_not(stalled)),
@@ -133,18 +125,12 @@ class BadDataGuard:
         as a whole goes missing and `check` names its records with BATCH_FAILED. A batch
         in which every element has stalled is not decoded.
         """
-        self._missing_problem = PROBLEM_BATCH_FAILED
 
         def function(seq: tf.Tensor, elements: Element) -> Element:
-            end = elements["source_id"] < 0
-            known = tf.where(end, PROBLEM_NONE, known_problem(elements))
-            rows = tf.stack(
-                [seq, elements["source_id"], elements["record"], tf.cast(known, tf.int64)], 1
+            end, known, fresh, stalled, remember = self._remember(
+                seq, elements, PROBLEM_BATCH_FAILED
             )
-            remember = self._ring.scatter_nd_update((seq % self._ring_size)[:, None], rows)
             issued = self._issued.scatter_max(tf.IndexedSlices(seq[-1:] + 1, tf.constant([0])))
-            stalled = seq - self._progress.read_value() > self.limit
-            fresh = tf.logical_and(tf.logical_not(end), known == PROBLEM_NONE)
             count = tf.shape(seq)[0]
             # Written before decoding, so that a batch that fails still leaves its trace.
             with tf.control_dependencies([remember, issued]):
@@ -163,6 +149,23 @@ class BadDataGuard:
             return {"seq": seq, "problem": problem, "end": end, "image": images, "label": labels}
 
         return plain(function)
+
+    def _remember(
+        self, seq: tf.Tensor, elements: Element, if_missing: int
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Operation]:
+        """For one element (scalar `seq`) or a batch: (end, known problem, fresh, stalled,
+        the ring write). The ring row holds why the element is bad should it go missing:
+        its known problem, or `if_missing` for a fresh one."""
+        end = elements["source_id"] < 0
+        known = tf.where(end, PROBLEM_NONE, known_problem(elements))
+        fresh = tf.logical_and(tf.logical_not(end), known == PROBLEM_NONE)
+        stalled = seq - self._progress.read_value() > self.limit
+        problem = tf.cast(tf.where(fresh, if_missing, known), tf.int64)
+        rows = tf.stack([seq, elements["source_id"], elements["record"], problem], axis=-1)
+        remember = self._ring.scatter_nd_update(
+            tf.reshape(seq % self._ring_size, [-1, 1]), tf.reshape(rows, [-1, 4])
+        )
+        return end, known, fresh, stalled, remember
 
     def end_batch(self, image_size: int) -> tf.data.Dataset:
         """A one-element batch to append to a finite stream of `decoding_batch` batches:
@@ -204,23 +207,24 @@ class BadDataGuard:
             batch["problem"] != PROBLEM_NONE, batch["problem"] != PROBLEM_STALLED
         )
         bad = tf.concat([missing, tf.boolean_mask(seq, is_bad)], 0)
+        marked = tf.boolean_mask(batch["problem"], is_bad)
         stalled = tf.reduce_any(tf.equal(batch["problem"], PROBLEM_STALLED))
         acted = tf.cond(
             tf.logical_or(tf.size(bad) > 0, stalled),
-            lambda: self._act(bad, tf.size(missing), stalled),
+            lambda: self._act(bad, marked, stalled),
             lambda: tf.constant(0, tf.int64),
         )
         with tf.control_dependencies([acted, self._progress.assign(last + 1)]):
             return last + 1, {**batch, "seq": tf.identity(seq)}
 
-    def _act(self, bad: tf.Tensor, missing: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
-        """Name the bad elements (numbers `bad`, of which the first `missing` went missing);
-        fail, or report and count them."""
+    def _act(self, bad: tf.Tensor, marked: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
+        """Name the bad elements (numbers `bad`: the missing ones, then those that arrived
+        with the problem codes `marked`); fail, or report and count them."""
         rows = tf.gather(self._ring, bad % self._ring_size)
-        if self._missing_problem is not None:  # why an element goes missing, when known
-            lost = tf.range(tf.shape(bad)[0]) < missing
-            reason = tf.where(lost, tf.constant(self._missing_problem, tf.int64), rows[:, 3])
-            rows = tf.concat([rows[:, :3], reason[:, None]], 1)
+        # Why: the ring's row for a missing element, the element's own code for the rest.
+        lost = tf.size(bad) - tf.size(marked)
+        reasons = tf.concat([rows[:lost, 3], tf.cast(marked, tf.int64)], 0)
+        rows = tf.concat([rows[:, :3], reasons[:, None]], 1)
         # A row overwritten since (the ring wrapped) no longer names its file.
         text = _describe(self._files, rows, tf.equal(rows[:, 0], bad))
         count = tf.size(bad, out_type=tf.int64)

@@ -95,9 +95,7 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
     def resampled() -> tf.Tensor:
         pixels = tf.image.resize(image, [image_size, image_size], method="bilinear")
-        # Bilinear weights are convex: 0 <= pixels <= 255, so +0.5 and truncating rounds
-        # (tf.round is a slow scalar loop; this costs a third of it).
-        return tf.cast(pixels + 0.5, tf.uint8)
+        return _to_uint8(pixels)
 
     resized = tf.cond(same, lambda: image, resampled)
     return tf.ensure_shape(resized, [image_size, image_size, 1])
@@ -120,7 +118,7 @@ def resize_batch(images: tf.Tensor, image_size: int) -> tf.Tensor:
     if rows is None or columns is None:
         planes = tf.transpose(images[..., 0], [1, 2, 0])[None]  # [1, H, W, B]
         pixels = tf.image.resize(planes, [image_size, image_size], method="bilinear")
-        resized = tf.cast(pixels + 0.5, tf.uint8)[0]
+        resized = _to_uint8(pixels)[0]
         return tf.transpose(resized, [2, 0, 1])[..., None]
     count = tf.shape(images)[0]
     pixels = tf.cast(images[..., 0], tf.float32)
@@ -131,7 +129,14 @@ def resize_batch(images: tf.Tensor, image_size: int) -> tf.Tensor:
         rows, tf.reshape(pixels, [-1, rows.shape[0], image_size]), transpose_a=True
     )
     pixels = tf.reshape(pixels, [count, image_size, image_size, 1])
-    return tf.cast(pixels + 0.5, tf.uint8)  # convex weights: +0.5 and truncating rounds
+    return _to_uint8(pixels)
+
+
+def _to_uint8(pixels: tf.Tensor) -> tf.Tensor:
+    """Round interpolated gray levels to uint8. Bilinear weights are convex, so
+    0 <= pixels <= 255 and +0.5 with truncation rounds (tf.round is a slow scalar loop;
+    this costs a third of it)."""
+    return tf.cast(pixels + 0.5, tf.uint8)
 
 
 def _bilinear_blocks(size: int, target: int) -> tf.Tensor | None:

@@ -178,13 +178,14 @@ def _check_no_extra_records(manifest: Any, split: str) -> None:
     from converters.records import count_records
 
     for shard, path in zip(manifest.shards[split], manifest.shard_paths(split), strict=True):
-        if path.stat().st_size == shard.bytes:
+        size = path.stat().st_size
+        if size == shard.bytes:
             continue
         found = count_records(path, compression=manifest.compression)
         if found > shard.records:
             raise ValueError(
                 f"{path}: holds {found} records where its manifest lists {shard.records} "
-                f"({path.stat().st_size} bytes, manifest says {shard.bytes}): the shard changed "
+                f"({size} bytes, manifest says {shard.bytes}): the shard changed "
                 f"after conversion; check it with python -m converters.verify {manifest.directory}"
             )
 

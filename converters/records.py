@@ -18,7 +18,8 @@ import gzip
 import hashlib
 import os
 import struct
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -231,23 +232,35 @@ def read_records(path: Path, *, compression: str = "none") -> list[bytes]:
 def count_records(path: Path, *, compression: str = "none") -> int:
     """How many whole records a TFRecord file holds (framing only, CRCs not checked).
 
-    A truncated last record is not counted. Cheap for uncompressed files (it seeks over
-    payloads); a gzip file is decompressed once.
+    A truncated last record is not counted, nor anything after a gzip stream that ends
+    early or is corrupt. Cheap for uncompressed files (it seeks over payloads); a gzip
+    file is decompressed once.
     """
-    opener = gzip.open if compression == "gzip" else open
+    if compression == "gzip":
+        with gzip.open(path, "rb") as stream:
+            return _count_framed(stream, lambda length: len(stream.read(length)) == length)
+    with open(path, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+
+        def skip(length: int) -> bool:
+            if stream.tell() + length > size:
+                return False
+            stream.seek(length, os.SEEK_CUR)
+            return True
+
+        return _count_framed(stream, skip)
+
+
+def _count_framed(stream: BinaryIO, skip: Callable[[int], bool]) -> int:
     count = 0
-    with opener(path, "rb") as stream:
+    try:
         while True:
             header = stream.read(12)
             if len(header) < 12:
                 return count
             (length,) = struct.unpack("<Q", header[:8])
-            if compression == "gzip":
-                if len(stream.read(length + 4)) < length + 4:
-                    return count
-            else:
-                position = stream.tell() + length + 4
-                if position > os.fstat(stream.fileno()).st_size:
-                    return count
-                stream.seek(position)
+            if not skip(length + 4):
+                return count
             count += 1
+    except (EOFError, OSError, zlib.error):  # a gzip stream cut short or corrupt
+        return count

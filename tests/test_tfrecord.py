@@ -353,14 +353,17 @@ def test_count_records_counts_whole_records_only(tmp_path: Path, compression: st
         for index in range(5):
             writer.write(bytes([index]) * (100 + index))
     assert count_records(path, compression=compression) == 5
-    if compression == "none":
-        data = path.read_bytes()
-        path.write_bytes(data[:-3])  # inside the last record's CRC
-        assert count_records(path) == 4
-        path.write_bytes(data[: 12 + 100 + 4 + 5])  # inside the second header
-        assert count_records(path) == 1
-        path.write_bytes(b"")
-        assert count_records(path) == 0
+    data = path.read_bytes()
+    if compression == "gzip":
+        path.write_bytes(data[: len(data) // 2])  # the stream ends early: no error
+        assert 0 <= count_records(path, compression="gzip") < 5
+        return
+    path.write_bytes(data[:-3])  # inside the last record's CRC
+    assert count_records(path) == 4
+    path.write_bytes(data[: 12 + 100 + 4 + 5])  # inside the second header
+    assert count_records(path) == 1
+    path.write_bytes(b"")
+    assert count_records(path) == 0
 
 
 def test_resume_after_sigkill_is_byte_identical(
