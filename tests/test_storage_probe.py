@@ -83,3 +83,42 @@ def test_cli_writes_the_record_and_refuses_bad_input(
     with pytest.raises(SystemExit) as exit_info:
         sp.main([])
     assert exit_info.value.code == 2
+
+
+def test_report_table_from_a_probe_record(synth_root: Path, records_png: Path, tmp_path) -> None:
+    from reports.load import ResultsSet, _load_set
+    from reports.storage import storage_table
+
+    record = sp.storage_probe(
+        raw_files=page_cache.cell_files(data_format="raw", splits=("train",), data_dir=synth_root),
+        shard_files=page_cache.cell_files(
+            data_format="tfrecord", splits=("train",), records_dir=records_png
+        ),
+        data_dir=synth_root,
+        records_dir=records_png,
+    )
+    (tmp_path / "storage_probe.json").write_text(json.dumps(record))
+    loaded = _load_set(tmp_path)
+    assert loaded.storage_probe == record
+    table = storage_table([loaded])
+    assert table.missing is None and len(table.rows) == 2
+    raw_row, shard_row = table.rows
+    headers = list(table.headers)
+    assert len(headers) == len(raw_row) == len(table.numeric)
+    assert raw_row[0] == "raw files" and shard_row[0] == "TFRecord shards"
+    assert raw_row[headers.index("Files")] == f"{record['raw']['files']:,}"
+    cold = record["tfrecord"]["cold"]["mb_per_sec"]
+    assert shard_row[headers.index("Cold MB/s")] == f"{cold:,.1f}"
+    assert record["mounts"]["data_dir"]["fs_type"] in raw_row[-1]
+    assert any("raw files / shards" in note for note in table.notes)
+
+    empty = ResultsSet(
+        root=tmp_path,
+        label="x",
+        sweep_name=None,
+        sweep_yaml=None,
+        summary=None,
+        conversions=(),
+        runs=(),
+    )
+    assert storage_table([empty]).missing
