@@ -200,6 +200,54 @@ def _rate(figures: dict[str, Any]) -> str:
     return f"{figures['mb_per_sec']:.1f} MB/s ({figures['files_per_sec']:.1f} files/s)"
 
 
+def probe_folders(
+    *,
+    data_dir: str | Path | None,
+    records_dir: str | Path | None,
+    split: str = "train",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    parallelism: int | None = None,
+    shard_parallelism: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> dict[str, Any]:
+    """The probe on a ChestX-ray14 folder and/or a conversion; ValueError/OSError if unreadable."""
+    raw_files = (
+        page_cache.cell_files(
+            data_format="raw",
+            splits=(split,),
+            data_dir=data_dir,
+            val_fraction=val_fraction,
+            seed=seed,
+        )
+        if data_dir
+        else []
+    )
+    shard_files = (
+        page_cache.cell_files(data_format="tfrecord", splits=(split,), records_dir=records_dir)
+        if records_dir
+        else []
+    )
+    record = storage_probe(
+        raw_files=raw_files,
+        shard_files=shard_files,
+        parallelism=parallelism,
+        shard_parallelism=shard_parallelism,
+        max_bytes=max_bytes,
+        seed=seed,
+        data_dir=data_dir,
+        records_dir=records_dir,
+    )
+    record["split"] = split
+    return record
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    from converters.manifest import write_text_atomic
+
+    write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(
         prog="python -m bench.measure.storage_probe", description=__doc__.splitlines()[0]
@@ -223,36 +271,21 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser().error(f"--{name.replace('_', '-')} must be at least 1")
     try:
-        raw_files = (
-            page_cache.cell_files(data_format="raw", splits=(args.split,), data_dir=args.data_dir)
-            if args.data_dir
-            else []
-        )
-        shard_files = (
-            page_cache.cell_files(
-                data_format="tfrecord", splits=(args.split,), records_dir=args.records_dir
-            )
-            if args.records_dir
-            else []
+        record = probe_folders(
+            data_dir=args.data_dir,
+            records_dir=args.records_dir,
+            split=args.split,
+            seed=args.seed,
+            parallelism=args.parallelism,
+            shard_parallelism=args.shard_parallelism,
+            max_bytes=int(args.max_mb * (1 << 20)),
         )
     except (OSError, ValueError, KeyError) as error:
         print(f"storage probe: {error}", file=sys.stderr)
         return 2
-    record = storage_probe(
-        raw_files=raw_files,
-        shard_files=shard_files,
-        parallelism=args.parallelism,
-        shard_parallelism=args.shard_parallelism,
-        max_bytes=int(args.max_mb * (1 << 20)),
-        seed=args.seed,
-        data_dir=args.data_dir,
-        records_dir=args.records_dir,
-    )
     print("\n".join(summary_lines(record)))
     if args.out:
-        from converters.manifest import write_text_atomic
-
-        write_text_atomic(args.out, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        write_record(args.out, record)
     return 0
 
 
