@@ -244,3 +244,30 @@ def test_larger_than_memory_is_cold_by_nature(data_folder: Path, monkeypatch) ->
     record = page_cache.prepare(paths, "warm")
     assert record["larger_than_memory"] is True
     assert "cold by nature" in record["note"]
+
+
+def test_page_cache_is_a_sweep_axis() -> None:
+    """Synthetic cells ignore it (planned once); cold cells get their own id and slug;
+    warm, the default, keeps the ids cells had before the setting existed."""
+    from bench.sweep.load import parse_sweep
+    from bench.sweep.plan import plan
+
+    text = (
+        "name: t\nlauncher: {kind: local}\nbase: {data_dir: /data}\n"
+        "axes: {mode: [synthetic, train], page_cache: [warm, cold]}\n"
+    )
+    cells = plan(parse_sweep(text, environ={}))
+    modes = sorted((c.settings["mode"], c.settings["page_cache"]) for c in cells)
+    assert modes == [("synthetic", "warm"), ("train", "cold"), ("train", "warm")]
+    by_state = {c.settings["page_cache"]: c for c in cells if c.settings["mode"] == "train"}
+    assert "-train-cold-" in by_state["cold"].slug and "cold" not in by_state["warm"].slug
+    assert (
+        by_state["cold"].config.page_cache == "cold" and by_state["cold"].id != by_state["warm"].id
+    )
+    before = text.replace(", page_cache: [warm, cold]", "")
+    assert {c.id for c in plan(parse_sweep(before, environ={}))} == {
+        c.id for c in cells if c.settings["page_cache"] == "warm"
+    }
+    bad = "name: t\nlauncher: {kind: local}\naxes: {page_cache: [tepid]}\n"
+    with pytest.raises(Exception, match="tepid"):
+        plan(parse_sweep(bad, environ={}))

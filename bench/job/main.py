@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.contract import results
 from bench.contract.config import RunConfig
+from bench.job.cache_state import residency_at_end, set_cache_state, storage_environment
 from bench.job.fit_mode import run_fit_mode
 from bench.job.inputs import InputError, check_inputs
 from bench.job.modes import RankOutcome, dump_weights, run_pipeline, run_synthetic, run_train
@@ -47,6 +48,10 @@ def run_rank(
     from bench.job.engine import local_gpu_indices
     from bench.job.telemetry import Telemetry
 
+    try:  # every node's data files warmed or evicted before anything reads them
+        cache_record, cache_files = set_cache_state(config, engine)
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"page cache ({config.page_cache}): {error}") from error
     with Telemetry(
         enabled=engine.local_rank == 0,
         period_s=config.telemetry_period_s,
@@ -72,7 +77,11 @@ def run_rank(
         "started_at": started_at,
         "pipeline_rate_sum": rate_sum,
     }
-    return assemble(config, engine, device, outcome, telemetry_nodes, environment, base)
+    result = assemble(config, engine, device, outcome, telemetry_nodes, environment, base)
+    if result["dataset"] is not None and cache_record is not None:
+        result["dataset"]["page_cache"] = residency_at_end(cache_record, cache_files)
+    result["environment"]["storage"] = storage_environment(config)
+    return result
 
 
 def _write(config: RunConfig, result: dict[str, Any]) -> Path:

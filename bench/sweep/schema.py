@@ -69,6 +69,8 @@ SYNTHETIC_IGNORES = (
     "cache",
     "private_threads",
     "skip_bad",
+    "page_cache",
+    "drop_caches",
 )
 MINIMUM = {
     "batch_per_gpu": 1,
