@@ -23,6 +23,7 @@ CELL_KEYS = (
     "encoding",
     "conversion",
     "pipeline",
+    "page_cache",
     "engine",
     "gpus",
     "nodes",
@@ -41,6 +42,7 @@ SORT_KEYS = (
     "encoding",
     "conversion",
     "pipeline",
+    "page_cache",
     "precision",
     "batch_per_gpu",
     "image_size",
@@ -58,6 +60,7 @@ STRING_KEYS = (
     "encoding",
     "conversion",
     "pipeline",
+    "page_cache",
     "engine",
     "device",
     "precision",
@@ -97,6 +100,8 @@ def _run_row(label: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
         "encoding": cell.get("encoding"),
         "conversion": conversion,
         "pipeline": cell.get("pipeline"),
+        # "warm" | "cold"; NA_KEY in synthetic mode and in results from before the setting
+        "page_cache": cell.get("page_cache"),
         "engine": cell.get("engine"),
         "gpus": gpus,
         "nodes": _int(cell.get("nodes"), 1),
@@ -119,6 +124,9 @@ def _run_row(label: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
         images_per_sec_per_gpu=per_gpu if result["status"] == "ok" else None,
         step_p50_s=_number(throughput.get("step_p50_s")),
         dataset_images=_number(dataset.get("images")),
+        resident_at_start=_number(
+            ((dataset.get("page_cache") or {}).get("after") or {}).get("fraction")
+        ),
         records_dir=dataset.get("records_dir") or (result.get("config") or {}).get("records_dir"),
     )
     return row

@@ -1,4 +1,5 @@
 """The input: `sources` (raw files, TFRecords) -> `guard` (bad data named, never silent)
--> `preprocess` (decode, resize, flip) -> `pipelines` (naive or tuned tf.data). Imports
-nothing from the sweep or the job.
+-> `preprocess` (decode, resize, flip) -> `pipelines` (naive or tuned tf.data), and
+`page_cache` (what of the data is in memory: measured, warmed, evicted). Imports nothing
+from the sweep or the job.
 """

@@ -39,6 +39,7 @@ class SweepOptions:
     report: bool = True
     data_cache: Path | None = None
     progress: bool = True
+    storage_probe: bool = True
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SweepOptions:
@@ -101,6 +102,11 @@ def parse_args(argv: Sequence[str] | None = None) -> SweepOptions:
         "(default $CHEXBENCH_DATA or <repo>/data)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-storage-probe",
+        action="store_true",
+        help="skip the once-per-sweep cold/warm read of the data folder (storage_probe.json)",
+    )
     args = parser.parse_args(argv)
     filters = {name: tuple(getattr(args, name)) for name in FILTERS if getattr(args, name)}
     return SweepOptions(
@@ -114,4 +120,5 @@ def parse_args(argv: Sequence[str] | None = None) -> SweepOptions:
         report=not args.no_report,
         data_cache=args.data_cache,
         progress=not args.no_progress,
+        storage_probe=not args.no_storage_probe,
     )
