@@ -241,9 +241,11 @@ def test_cell_files_raw_and_tfrecord(synth_root: Path, records_png: Path) -> Non
 def test_larger_than_memory_is_cold_by_nature(data_folder: Path, monkeypatch) -> None:
     paths = _write_files(data_folder, 1)
     monkeypatch.setattr(page_cache, "memory_limit_bytes", lambda: FILE_BYTES // 2)
+    page_cache.evict(paths)
     record = page_cache.prepare(paths, "warm")
-    assert record["larger_than_memory"] is True
-    assert "cold by nature" in record["note"]
+    assert record["larger_than_memory"] is True and record["bytes_read"] == 0
+    assert "cold by nature" in record["note"] and record["action"].startswith("none")
+    assert record["after"]["fraction"] < 0.02  # not read in vain
 
 
 def test_page_cache_is_a_sweep_axis() -> None:

@@ -233,14 +233,17 @@ def prepare(
     larger = limit is not None and before.bytes > limit
     problems: list[str] = []
     notes: list[str] = []
-    if state == "warm":
+    if state == "warm" and larger:
+        # Reading it all would only push its own first files out again.
+        action = "none (larger than memory)"
+        bytes_read = 0
+        notes.append(
+            f"the data ({before.bytes} bytes) is larger than memory ({limit} bytes): "
+            "it cannot be held warm, it is cold by nature"
+        )
+    elif state == "warm":
         action = "read every file once"
         bytes_read, problems = warm(paths)
-        if larger:
-            notes.append(
-                f"the data ({before.bytes} bytes) is larger than memory ({limit} bytes): "
-                "it cannot stay warm, it is cold by nature"
-            )
     else:
         action = "posix_fadvise(DONTNEED) per file"
         bytes_read = 0
