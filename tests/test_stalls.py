@@ -168,3 +168,65 @@ def test_reports_stalls_imports_no_tensorflow() -> None:
     code = "import sys, reports.stalls; sys.exit('tensorflow' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=False)
     assert done.returncode == 0
+
+
+def _write_result(root: Path, mode: str, page_cache: str, ips: float, repeat: int) -> None:
+    from bench.contract.cell import cell_record
+    from bench.contract.results import empty_result, write_result
+
+    settings = {
+        "model": "resnet50",
+        "mode": mode,
+        "data_format": "raw",
+        "pipeline": "tuned",
+        "batch_per_gpu": 8,
+        "precision": "fp32",
+        "image_size": 64,
+        "xla": False,
+        "steps": 10,
+        "warmup_steps": 2,
+        "epochs": 1,
+        "conversion": None,
+        "page_cache": page_cache,
+    }
+    cell = cell_record(settings, gpus=1, nodes=1, engine="single", device="cpu", encoding="png")
+    resident = {"warm": 1.0, "cold": 0.01}[page_cache]
+    dataset = None
+    if mode != "synthetic":
+        dataset = {"source": "raw", "images": 1000, "page_cache": {"after": {"fraction": resident}}}
+    result = empty_result(
+        status="ok",
+        cell=cell,
+        repeat=repeat,
+        sweep="stalls",
+        dataset=dataset,
+        throughput={"images_per_sec": ips, "step_p50_s": 8 / ips},
+    )
+    write_result(root / f"{mode}-{page_cache}", result)
+
+
+def test_report_section_from_result_files(tmp_path: Path) -> None:
+    from reports.build import build_report
+    from reports.load import load_results_sets
+
+    for repeat, (synthetic, warm, cold) in enumerate([(100.0, 80.0, 40.0), (100.0, 80.0, 50.0)]):
+        _write_result(tmp_path, "synthetic", "warm", synthetic, repeat)
+        _write_result(tmp_path, "train", "warm", warm, repeat)
+        _write_result(tmp_path, "train", "cold", cold, repeat)
+    report = build_report(load_results_sets([tmp_path]))
+    tables = {t.key: t for section in report.sections for t in section.tables}
+    stalls_table = tables["stalls"]
+    assert len(stalls_table.rows) == 1
+    row = dict(zip(stalls_table.headers, stalls_table.rows[0], strict=True))
+    # t_c = 0.08 s, t_w = 0.1 s, t_cold = 8 / 45 s (median of 40 and 50 img/s)
+    assert row["Compute ms"] == "80.0" and row["Warm step ms"] == "100.0"
+    assert row["Fetch stall"].startswith(f"{1 - 0.1 * 45 / 8:.1%} [")  # 43.8%, interval
+    assert row["Resident at cold start"] == "1.0%"
+    throughput = tables["throughput"]
+    assert "Page cache" in throughput.headers  # warm and cold cells kept apart
+    assert {"warm", "cold"} <= {cell for r in throughput.rows for cell in r}
+    input_bound = tables["input_bound"]  # both cache states find their synthetic cell
+    assert len(input_bound.rows) == 2
+    assert not any("n/a in Synthetic" in note for note in input_bound.notes)
+    figure = next(f for f in report.figures if f.name == "stalls.png")
+    assert figure.png is not None
