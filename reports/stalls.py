@@ -326,7 +326,7 @@ def stalls_table(runs: pd.DataFrame) -> Table:
         "Supply cold",
         "Resident at cold start",
     )
-    numeric = (False,) * (len(keys) + 2) + (True,) * 11
+    numeric = (False,) * (len(keys) + 2) + (True,) * (len(headers) - len(keys) - 2)
     return Table("stalls", title, intro, headers, tuple(rows), numeric, tuple(notes))
 
 

@@ -148,7 +148,8 @@ def test_results_without_a_cache_state_give_no_rows() -> None:
 
 def test_table_and_figure() -> None:
     table = stalls.stalls_table(_runs())
-    assert len(table.rows) == 2 and len(table.headers) == len(table.rows[0])
+    assert len(table.rows) == 2
+    assert len(table.headers) == len(table.rows[0]) == len(table.numeric)
     raw, tfrecord = table.rows
     headers = list(table.headers)
     assert raw[headers.index("Compute ms")] == "100.0"
@@ -230,3 +231,9 @@ def test_report_section_from_result_files(tmp_path: Path) -> None:
     assert not any("n/a in Synthetic" in note for note in input_bound.notes)
     figure = next(f for f in report.figures if f.name == "stalls.png")
     assert figure.png is not None
+    from reports.write import write_report
+
+    write_report(report, tmp_path / "out")  # both renderers take every table
+    markdown = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "Where the bytes come from" in markdown and "figures/stalls.png" in markdown
+    assert "Preparation stall" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
