@@ -309,6 +309,14 @@ def stalls_table(runs: pd.DataFrame) -> Table:
         notes.append("Fetch stall n/a: no train cell with page_cache cold matches that row.")
     if (frame[["repeats_synthetic", "repeats_warm", "repeats_cold"]].max(axis=1) < 2).any():
         notes.append("No interval (n/a in brackets): every cell of that row ran once.")
+    if below_zero(frame) or (frame["compute_share"] > 1).any():
+        notes.append(
+            "<0! (or a compute share above 100%): the configuration that does more work ran "
+            "faster, beyond the spread of the repeats. That is not a negative stall: the "
+            "cells ran under different conditions (other load on the machine, clocks, the "
+            "order they ran in). Rerun with the repeats interleaved (run the sweep with "
+            "repeats: 1, then --resume with repeats: 2, 3, ...) on a quiet machine."
+        )
     if frame[["pipeline_warm_ips", "pipeline_cold_ips"]].isna().any(axis=None):
         notes.append("Supply n/a: no pipeline-mode cell with that input, cache state and batch.")
     headers = (
@@ -340,8 +348,13 @@ def _with_interval(share: float, low: float, high: float) -> str:
     text = fmt_pct(share)
     if is_missing(low) or is_missing(high):
         return f"{text} [{NA}]"
-    marker = "" if is_real(low, high) else " ~0"
+    marker = " ~0" if not is_real(low, high) else (" <0!" if high < 0 else "")
     return f"{text} [{fmt_pct(low)}, {fmt_pct(high)}]{marker}"
+
+
+def below_zero(frame: pd.DataFrame) -> bool:
+    """Whether some stall's whole interval lies below 0 (a faster 'slower' configuration)."""
+    return bool((frame["prep_high"] < 0).any() or (frame["fetch_high"] < 0).any())
 
 
 def stalls_figure(runs: pd.DataFrame) -> Figure:

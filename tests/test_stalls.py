@@ -56,6 +56,18 @@ def test_noise_is_not_called_a_stall() -> None:
     assert shares.fetch_low < 0 < shares.fetch_high
     assert stalls.is_real(shares.fetch_low, shares.fetch_high) is False
     assert stalls.is_real(math.nan, 1.0) is None
+    assert stalls._with_interval(-0.3, -0.5, -0.1).endswith("<0!")
+    assert stalls._with_interval(0.01, -0.02, 0.04).endswith("~0")
+    assert stalls._with_interval(0.2, 0.1, 0.3) == "20.0% [10.0%, 30.0%]"
+
+
+def test_a_faster_slower_configuration_is_flagged() -> None:
+    runs = _runs()
+    runs.loc[runs["page_cache"] == "cold", "images_per_sec"] = 900.0  # cold beats warm
+    table = stalls.stalls_table(runs)
+    fetch = table.rows[0][list(table.headers).index("Fetch stall")]
+    assert fetch.endswith("<0!")
+    assert any("not a negative stall" in note for note in table.notes)
 
 
 def test_without_a_cold_cell_the_fetch_stall_is_missing() -> None:
