@@ -31,7 +31,7 @@ from reports.format import (
     is_missing,
     numeric_flags,
 )
-from reports.frame import CELL_KEYS, NA_KEY
+from reports.frame import CELL_KEYS, NA_KEY, cell_estimate
 from reports.load import ResultsSet
 from reports.telemetry import GpuStats, cell_gpu_stats, cell_host_cpu_pct
 
@@ -462,14 +462,16 @@ def verdict_text(verdict: str, *, slower: str, faster: str) -> str:
 
 def comparison_table(cells: pd.DataFrame, labels: Sequence[str]) -> Table:
     intro = (
-        "The same cell in each results set, side by side (median images/s); the last "
-        f"columns are each set against the first, {labels[0]}."
+        "The same cell in each results set, side by side (mean images/s); the last "
+        f"columns are each set against the first, {labels[0]}, with the ratio's 95% "
+        "interval and, where the interval does not support a difference, "
+        f'"{stats.NO_DIFFERENCE}".'
     )
     settings = [key for key in CELL_KEYS if key != "source"]
     rows_by_cell = []
     for _, group in cells.groupby(settings, sort=False):
         if group["source"].nunique() > 1:
-            by_label = dict(zip(group["source"], group["images_per_sec"], strict=True))
+            by_label = {row["source"]: row for _, row in group.iterrows()}
             rows_by_cell.append((group.iloc[0], [by_label.get(label) for label in labels]))
     if not rows_by_cell:
         return Table(
@@ -481,16 +483,18 @@ def comparison_table(cells: pd.DataFrame, labels: Sequence[str]) -> Table:
     shown = pd.DataFrame([cell for cell, _ in rows_by_cell])
     keys = identity_keys(shown, always=("model", "mode", "gpus"), skip=("source",))
     rows = []
-    for cell, values in rows_by_cell:
-        first = values[0]
+    for cell, found in rows_by_cell:
+        first = found[0]
         ratios = [
-            NA if is_missing(first) or is_missing(v) else f"{v / first:.2f}x" for v in values[1:]
+            NA if first is None or other is None else _ratio_text(other, first)
+            for other in found[1:]
         ]
-        rows.append((*identity(cell, keys), *(fmt_rate(v) for v in values), *ratios))
+        rates = (NA if one is None else fmt_rate(one["images_per_sec"]) for one in found)
+        rows.append((*identity(cell, keys), *rates, *ratios))
     headers = (
         *headers_for(keys),
         *(f"Images/s {label}" for label in labels),
-        *(f"{label} / {labels[0]}" for label in labels[1:]),
+        *(f"{label} / {labels[0]} [95% interval]" for label in labels[1:]),
     )
     return Table(
         "comparison",
@@ -498,5 +502,13 @@ def comparison_table(cells: pd.DataFrame, labels: Sequence[str]) -> Table:
         intro,
         headers,
         tuple(rows),
-        numeric_flags(keys, 2 * len(labels) - 1),
+        (*numeric_flags(keys, len(labels)), *((False,) * (len(labels) - 1))),
     )
+
+
+def _ratio_text(cell: pd.Series, base: pd.Series) -> str:
+    """'1.25x [1.19x, 1.31x]', the verdict added where no difference is supported."""
+    comparison = stats.compare(cell_estimate(cell), cell_estimate(base))
+    ratio = comparison.ratio
+    text = f"{ratio.value:.2f}x {fmt_interval(ratio.low, ratio.high, fmt_ratio)}"
+    return text if comparison.significant else f"{text} {comparison.verdict}"
