@@ -3,6 +3,7 @@ pipelines' own work (a bound computed from less work would not bound them)."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,8 @@ def test_resize_candidates_compute_the_pipelines_resize(synth_root: Path) -> Non
         bound._read_files([Path(path) for path in raw.files])
     )
     candidates = bound._resize_candidates(IMAGE_SIZE)
-    assert any(c.name.startswith("OpenCV") for c in candidates)  # installed: must be used
+    if importlib.util.find_spec("cv2") is not None:  # installed: it must be a candidate
+        assert any(c.name.startswith("OpenCV") for c in candidates)
     for candidate in candidates:
         resized = np.stack(candidate.run(originals))
         difference = np.abs(resized.astype(int) - piped[..., 0].astype(int))
