@@ -260,7 +260,7 @@ def test_dry_run_prints_every_command_and_writes_nothing(
     expected = {
         "chexnet-poster": (24, "mpirun -np 8 --host node1:4,node2:4"),
         "modern-gpus": (36, "srun --ntasks 8 --nodes 1"),
-        "default": (8, "horovodrun -np 2 -H localhost:2 --gloo"),
+        "default": (11, "horovodrun -np 2 -H localhost:2 --gloo"),
     }
     for name, (count, launch) in expected.items():
         argv = [
