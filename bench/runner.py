@@ -294,31 +294,39 @@ class PlannedJob:
     cell_ref: Cell
 
 
+# How repeats are ordered: "interleaved" = round-robin over cells (see pending_jobs).
+REPEAT_ORDER = "interleaved"
+
+
 def pending_jobs(
     cells: Sequence[Cell], sweep_dir: Path, *, resume: bool, env: Mapping[str, str]
 ) -> list[PlannedJob]:
-    """One job per cell and repeat; with `resume`, only repeats without an ok result."""
+    """One job per cell and repeat; with `resume`, only repeats without an ok result.
+
+    Repeats are interleaved (REPEAT_ORDER): repeat 0 of every cell, then repeat 1 of every
+    cell, ... (A B A B), so that slow drift of a shared machine hits compared cells alike
+    instead of all of one cell's repeats.
+    """
     jobs = []
-    for cell in cells:
-        directory = sweep_dir / cell.folder
-        done = repeat_statuses(directory) if resume else {}
-        for repeat in range(cell.repeats):
-            if done.get(repeat, ("",))[0] == "ok":
-                continue
-            job = Job(
-                cell_id=cell.id,
-                slug=cell.slug,
-                repeat=repeat,
-                directory=directory,
-                argv=tuple(launchers.command(cell, repeat, environ=env)),
-                timeout_s=cell.timeout_s,
-                kill_grace_s=cell.launcher.kill_grace_s,
-                env=env,
-                cell=result_cell(cell),
-                sweep=cell.config.sweep,
-                config=_config_dict(cell, repeat),
-            )
-            jobs.append(PlannedJob(job, cell))
+    done = {cell.id: repeat_statuses(sweep_dir / cell.folder) if resume else {} for cell in cells}
+    rounds = max((cell.repeats for cell in cells), default=0)
+    for repeat, cell in ((r, c) for r in range(rounds) for c in cells):
+        if repeat >= cell.repeats or done[cell.id].get(repeat, ("",))[0] == "ok":
+            continue
+        job = Job(
+            cell_id=cell.id,
+            slug=cell.slug,
+            repeat=repeat,
+            directory=sweep_dir / cell.folder,
+            argv=tuple(launchers.command(cell, repeat, environ=env)),
+            timeout_s=cell.timeout_s,
+            kill_grace_s=cell.launcher.kill_grace_s,
+            env=env,
+            cell=result_cell(cell),
+            sweep=cell.config.sweep,
+            config=_config_dict(cell, repeat),
+        )
+        jobs.append(PlannedJob(job, cell))
     return jobs
 
 
@@ -414,6 +422,7 @@ def summarise(
         "started_at": started_at,
         "finished_at": results.utc_now(),
         "interrupted": interrupted,
+        "repeat_order": REPEAT_ORDER,
         "counts": counts,
         "cells": entries,
     }
