@@ -143,6 +143,7 @@ def write_golden(
             "started_at": _stamp(STARTED),
             "finished_at": _stamp(finished),
             "interrupted": True,
+            "repeat_order": "interleaved",
             "counts": counts,
             "cells": cells,
         },

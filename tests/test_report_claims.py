@@ -127,3 +127,4 @@ def test_environment_labels_cuda_as_what_tensorflow_was_built_for(report: Report
     environment = dict((row[0], row[1]) for row in report.environment.rows)
     assert environment["CUDA (TF build)"] == "TF built for CUDA 12.2"
     assert environment["cuDNN (TF build)"] == "TF built for cuDNN 8.9"
+    assert environment["Repeat order"] == "interleaved"  # from summary.json
