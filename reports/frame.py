@@ -196,7 +196,8 @@ def cells_frame(runs: pd.DataFrame) -> pd.DataFrame:
         for _, group in grouped
     ]
     cells["images_per_sec"] = [estimate.value for estimate in estimates]
-    cells["ips_low"] = [estimate.low for estimate in estimates]
+    # A rate is never below 0: a symmetric interval that reaches past it is shown from 0.
+    cells["ips_low"] = [max(estimate.low, 0.0) for estimate in estimates]
     cells["ips_high"] = [estimate.high for estimate in estimates]
     cells["ips_se"] = [estimate.se for estimate in estimates]
     cells["ips_df"] = [estimate.df for estimate in estimates]
