@@ -290,8 +290,8 @@ def supply_demand_figure(cells: pd.DataFrame) -> Figure:
     caption = (
         "What the input pipeline alone supplies (pipeline mode, dashed, per format) "
         "against what the model consumes on random data (synthetic mode, solid, per "
-        "model), in images/s per GPU count. Where a dashed line is below a solid one "
-        "the input cannot feed that model."
+        "model), in images/s per GPU count, with 95% intervals. Where a dashed line is "
+        "below a solid one the input cannot feed that model."
     )
     demand = cells[cells["mode"] == "synthetic"]
     supply = cells[cells["mode"] == "pipeline"]
@@ -313,15 +313,19 @@ def supply_demand_figure(cells: pd.DataFrame) -> Figure:
         for label in sorted(set(names)):
             same = [name == label for name in names]
             points = frame.loc[pd.Series(same, index=frame.index, dtype=bool)]
-            points = points.groupby("gpus", sort=True)["images_per_sec"].max()
+            # The fastest cell per GPU count, with its interval.
+            points = points.loc[points.groupby("gpus", sort=True)["images_per_sec"].idxmax()]
+            points = points.sort_values("gpus")
             tag = "demand" if style == "-" else "supply"
-            axis.plot(
-                points.index,
-                points.values,
+            axis.errorbar(
+                points["gpus"].tolist(),
+                points["images_per_sec"].tolist(),
+                yerr=_yerr(points["images_per_sec"], points["ips_low"], points["ips_high"]),
                 linestyle=style,
                 marker="o",
                 color=next(colors),
                 label=f"{tag}: {label}",
+                capsize=3,
             )
     gpus = sorted(cells["gpus"].unique())
     axis.set_xticks(gpus)
