@@ -1,4 +1,4 @@
-"""The pipeline bound (bench.bound): its stage timers, and that its candidates do the
+"""The pipeline bound (bench.measure.bound): its stage timers, and that its candidates do the
 pipelines' own work (a bound computed from less work would not bound them)."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bench  # noqa: F401  (before TensorFlow)
-from bench import bound
-from bench.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
+from bench.input.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
+from bench.measure import bound
 from converters.tfrecord import ConversionOptions, convert
 
 IMAGE_SIZE = 32

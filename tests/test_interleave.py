@@ -6,8 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from bench import results, runner
-from bench.plan import load_sweep, plan
+from bench.contract import results
+from bench.sweep import jobs, summary
+from bench.sweep.load import load_sweep
+from bench.sweep.plan import plan
 
 
 def _sweep(tmp_path: Path) -> Path:
@@ -23,8 +25,8 @@ def _sweep(tmp_path: Path) -> Path:
 def test_repeats_alternate_between_cells(tmp_path: Path) -> None:
     sweep = load_sweep(_sweep(tmp_path), environ={}, data_cache=tmp_path / "cache")
     cells = plan(sweep)
-    jobs = runner.pending_jobs(cells, tmp_path / "out", resume=False, env={})
-    order = [(job.cell_ref.settings["batch_per_gpu"], job.job.repeat) for job in jobs]
+    planned = jobs.pending_jobs(cells, tmp_path / "out", resume=False, env={})
+    order = [(job.cell_ref.settings["batch_per_gpu"], job.job.repeat) for job in planned]
     assert order == [(1, 0), (2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]
 
 
@@ -41,10 +43,10 @@ def test_resume_keeps_the_interleaving_of_what_is_left(tmp_path: Path) -> None:
         finished_at=results.utc_now(),
     )
     results.write_result(tmp_path / "out" / first.folder, done)
-    jobs = runner.pending_jobs(cells, tmp_path / "out", resume=True, env={})
-    order = [(job.cell_ref.settings["batch_per_gpu"], job.job.repeat) for job in jobs]
+    planned = jobs.pending_jobs(cells, tmp_path / "out", resume=True, env={})
+    order = [(job.cell_ref.settings["batch_per_gpu"], job.job.repeat) for job in planned]
     assert order == [(2, 0), (1, 1), (2, 1), (1, 2), (2, 2)]
-    summary = runner.summarise(
+    written = summary.summarise(
         "interleaved", cells, tmp_path / "out", started_at=results.utc_now(), interrupted=False
     )
-    assert json.loads(json.dumps(summary))["repeat_order"] == "interleaved"
+    assert json.loads(json.dumps(written))["repeat_order"] == "interleaved"

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import bench  # noqa: F401  (before TensorFlow)
-from bench.pipelines import PipelineOptions, build_dataset, raw_source
-from bench.probe import probe
+from bench.input.pipelines import PipelineOptions, build_dataset, raw_source
+from bench.measure.probe import probe
 
 SLOW_S = 0.25
 

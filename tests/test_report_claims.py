@@ -10,9 +10,10 @@ from pathlib import Path
 import golden_writer
 import pytest
 
-from bench.results import find_results
+from bench.contract.results import find_results
 from reports import stats
-from reports.build import Report, build_report
+from reports.build import build_report
+from reports.document import Report
 from reports.format import Table
 from reports.load import load_results_sets
 

@@ -1,10 +1,10 @@
-"""Measurement windows inside one job (bench.timing.window_rates), by hand."""
+"""Measurement windows inside one job (bench.job.timing.window_rates), by hand."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench import timing
+from bench.job import timing
 from reports import stats
 
 
