@@ -129,3 +129,13 @@ def test_environment_labels_cuda_as_what_tensorflow_was_built_for(report: Report
     assert environment["CUDA (TF build)"] == "TF built for CUDA 12.2"
     assert environment["cuDNN (TF build)"] == "TF built for cuDNN 8.9"
     assert environment["Repeat order"] == "interleaved"  # from summary.json
+
+
+def test_identical_results_sets_compare_as_no_difference(tmp_path: Path) -> None:
+    twin = golden_writer.write_golden(tmp_path / "results", name="twin")
+    report = build_report(load_results_sets([GOLDEN, twin]))
+    compared = rows(table(report, "comparison"))
+    assert len(compared) == 16
+    ratio = "twin / golden [95% interval]"
+    assert all(row[ratio].startswith("1.00x [") for row in compared)
+    assert all(row[ratio].endswith(stats.NO_DIFFERENCE) for row in compared)
