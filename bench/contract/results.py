@@ -31,7 +31,10 @@ Layout (schema_version 1); every key is always present, `null` where not applica
                       measured_s: [float],         per rank, wall time of the measured steps
                     }
     throughput      null | {images_per_sec, images_per_sec_per_gpu, images_per_step,
-                            step_p50_s, step_p90_s, step_p99_s}
+                            step_p50_s, step_p90_s, step_p99_s,
+                            window_images_per_sec: [float] (optional; consecutive windows
+                              of the measured steps, each's images/s: reports.stats takes
+                              the cell's interval from them), window_steps: int | null}
     telemetry       {
                       gpu: null | {period_s, devices: [{host, index, name, uuid,
                             t_s: [...], utilization_pct: [...], memory_used_bytes: [...],
