@@ -16,6 +16,7 @@ from typing import Any
 import tensorflow as tf
 
 import bench  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+from bench import slurm
 from bench.engine import Engine
 from bench.telemetry import nvml_inventory
 
@@ -68,6 +69,7 @@ def local_facts(engine: Engine, *, with_nvml: bool) -> dict[str, Any]:
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "tf_gpus": _tf_gpu_names(),
         "nvml": nvml_inventory() if with_nvml else None,
+        "slurm": slurm.job_facts(os.environ),
     }
 
 
@@ -95,6 +97,8 @@ def merge(per_rank: Sequence[dict[str, Any]], engine: Engine) -> dict[str, Any]:
         "cpu_count_per_host": {r["host"]: r["cpu_count"] for r in per_rank},
         "cpu_affinity_per_rank": [r["cpu_affinity"] for r in per_rank],
         "argv": sys.argv,
+        # The Slurm job and step rank 0 ran in (None outside Slurm): bench/slurm.py.
+        "slurm": per_rank[0].get("slurm"),
     }
     environment.update(_versions())
     return environment

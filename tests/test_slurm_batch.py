@@ -1,0 +1,105 @@
+"""bench/slurm.py without a cluster: job facts, srun's MPI plugin list, batch scripts."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from bench import slurm
+
+# What Slurm 22.05 on Debian 12 prints for `srun --mpi=list` (on stderr).
+MPI_LIST = (
+    "MPI plugin types are...\n\tpmix\n\tnone\n\tcray_shasta\n\tpmi2\n"
+    "specific pmix plugin versions available: pmix_v4\n"
+)
+
+
+def _runner(stdout: str = "", stderr: str = "", code: int = 0):
+    seen: list[list[str]] = []
+
+    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        seen.append(list(argv))
+        return subprocess.CompletedProcess(list(argv), code, stdout, stderr)
+
+    return run, seen
+
+
+def test_job_facts_inside_and_outside_slurm() -> None:
+    assert slurm.job_facts({"PATH": "/bin"}) is None
+    facts = slurm.job_facts({"SLURM_JOB_ID": "42", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "2"})
+    assert facts is not None
+    assert facts["job_id"] == "42" and facts["step_id"] == "0" and facts["ntasks"] == "2"
+    assert facts["partition"] is None  # unset is missing, not invented
+    assert slurm.describe(facts) == "Slurm job 42 step 0 on ?"
+
+
+def test_mpi_plugins_parsed_and_a_missing_one_named() -> None:
+    run, seen = _runner(stderr=MPI_LIST)
+    assert slurm.mpi_plugins(run) == ["pmix", "none", "cray_shasta", "pmi2"]
+    assert seen == [["srun", "--mpi=list"]]
+    assert slurm.mpi_problem("pmix", run) is None
+    run, _ = _runner(stderr="MPI plugin types are...\n\tnone\n\tpmi2\n")
+    problem = slurm.mpi_problem("pmix", run)
+    assert problem is not None
+    assert "no 'pmix' MPI plugin" in problem and "none, pmi2" in problem
+    run, _ = _runner(stderr="srun: error: bad", code=1)
+    assert "srun --mpi=list failed" in (slurm.mpi_problem("pmix", run) or "")
+
+
+def test_allocation_fits_every_cell_and_budgets_their_timeouts() -> None:
+    spec = slurm.BatchSpec()
+    # (ranks, nodes, timeout_s, repeats): 8 ranks on 2 nodes, 3 ranks on one node.
+    wanted = slurm.allocation([(8, 2, 600.0, 2), (3, 1, 300.0, 1)], gpus_per_task=1, spec=spec)
+    assert wanted.nodes == 2 and wanted.tasks_per_node == 4 and wanted.gpus_per_task == 1
+    assert wanted.time_limit_min == (2 * 600 + 300) // 60 + slurm.PREPARE_MARGIN_MIN
+    named = slurm.allocation(
+        [(1, 1, 60.0, 1)], gpus_per_task=None, spec=slurm.BatchSpec(time_limit_min=7)
+    )
+    assert named.time_limit_min == 7 and named.gpus_per_task is None
+    with pytest.raises(ValueError, match="no cells"):
+        slurm.allocation([], gpus_per_task=None, spec=spec)
+
+
+def test_batch_script_asks_for_the_allocation_and_resumes(tmp_path: Path) -> None:
+    spec = slurm.BatchSpec(partition="gpu", directives=("--constraint=h100",))
+    wanted = slurm.Allocation(nodes=2, tasks_per_node=4, gpus_per_task=1, time_limit_min=90)
+    argv = ["/venv/bin/python", "-m", "bench.sweep", "/s/my sweep.yaml", "--resume"]
+    text = slurm.batch_script(
+        sweep_name="demo",
+        sweep_argv=argv,
+        workdir=tmp_path,
+        log=tmp_path / "r.log",
+        wanted=wanted,
+        spec=spec,
+    )
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    directives = [line.removeprefix("#SBATCH ") for line in lines if line.startswith("#SBATCH")]
+    assert "--nodes=2" in directives and "--ntasks-per-node=4" in directives
+    assert "--gpus-per-task=1" in directives and "--time=90" in directives
+    assert "--partition=gpu" in directives and "--constraint=h100" in directives
+    assert "--job-name=chexbench-demo" in directives and f"--chdir={tmp_path}" in directives
+    assert lines[-1] == "exec /venv/bin/python -m bench.sweep '/s/my sweep.yaml' --resume"
+    done = subprocess.run(["bash", "-n"], input=text, text=True, check=False)
+    assert done.returncode == 0
+
+
+def test_submit_reads_the_job_id_or_says_why_not(tmp_path: Path) -> None:
+    run, seen = _runner(stdout="1234;cluster\n")
+    assert slurm.submit(tmp_path / "job.sbatch", run) == "1234"
+    assert seen == [["sbatch", "--parsable", str(tmp_path / "job.sbatch")]]
+    run, _ = _runner(stderr="sbatch: error: invalid partition", code=1)
+    with pytest.raises(OSError, match="invalid partition"):
+        slurm.submit(tmp_path / "job.sbatch", run)
+
+
+def test_a_batch_scripts_task_count_is_not_a_rank_count() -> None:
+    from bench.engine import launched_ranks
+
+    # sbatch -n 2 sets SLURM_NTASKS=2 in the script's own process; an srun step's tasks
+    # have SLURM_STEP_NUM_TASKS.
+    assert launched_ranks({"SLURM_JOB_ID": "5", "SLURM_NTASKS": "2"}) == 1
+    assert launched_ranks({"SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2"}) == 2
