@@ -103,3 +103,28 @@ def test_a_batch_scripts_task_count_is_not_a_rank_count() -> None:
     # have SLURM_STEP_NUM_TASKS.
     assert launched_ranks({"SLURM_JOB_ID": "5", "SLURM_NTASKS": "2"}) == 1
     assert launched_ranks({"SLURM_NTASKS": "2", "SLURM_STEP_NUM_TASKS": "2"}) == 2
+
+
+def test_the_batch_job_reruns_the_same_selection_with_resume(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from bench.submit import sweep_argv
+
+    options = SimpleNamespace(
+        sweep_file=Path("sweeps/x.yaml"),
+        results=Path("res"),
+        only=("*resnet*",),
+        filters={"gpus": ("2",)},
+        overrides=("base.steps=5",),
+        report=False,
+        data_cache=None,
+    )
+    argv = sweep_argv(options, python="/venv/bin/python")
+    assert argv[:4] == [
+        "/venv/bin/python",
+        "-m",
+        "bench.sweep",
+        str(Path("sweeps/x.yaml").absolute()),
+    ]
+    assert argv[4:8] == ["--results", str(Path("res").absolute()), "--resume", "--no-progress"]
+    assert argv[8:] == ["--only", "*resnet*", "--gpus", "2", "--set", "base.steps=5", "--no-report"]
