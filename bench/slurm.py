@@ -177,3 +177,32 @@ def describe(facts: Mapping[str, Any] | None) -> str:
         return "not under Slurm"
     step = f" step {facts['step_id']}" if facts.get("step_id") else ""
     return f"Slurm job {facts['job_id']}{step} on {facts.get('job_nodelist') or '?'}"
+
+
+def parse_time_limit(value: object) -> int:
+    """Minutes from a sweep file's `slurm.time_limit`: an integer of minutes or Slurm's
+    forms "M", "M:S", "H:M:S", "D-H", "D-H:M", "D-H:M:S" (seconds round up)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be minutes or a Slurm time, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"must be at least 1 minute, got {value}")
+        return value
+    text = str(value).strip()
+    days, dash, rest = text.partition("-")
+    if not dash:
+        days, rest = "0", text
+    parts = rest.split(":")
+    if not days.isdigit() or not all(part.isdigit() for part in parts) or len(parts) > 3:
+        raise ValueError(f"must be minutes or a Slurm time (H:MM:SS, D-HH:MM), got {value!r}")
+    numbers = [int(part) for part in parts]
+    if dash:  # after "D-" the first field is hours
+        hours, minutes, seconds = [*numbers, 0, 0][:3]
+    elif len(numbers) == 3:
+        hours, minutes, seconds = numbers
+    else:
+        hours, (minutes, seconds) = 0, [*numbers, 0][:2]
+    total = int(days) * 1440 + hours * 60 + minutes + math.ceil(seconds / 60)
+    if total < 1:
+        raise ValueError(f"must be at least 1 minute, got {value!r}")
+    return total

@@ -128,3 +128,25 @@ def test_the_batch_job_reruns_the_same_selection_with_resume(tmp_path: Path) -> 
     ]
     assert argv[4:8] == ["--results", str(Path("res").absolute()), "--resume", "--no-progress"]
     assert argv[8:] == ["--only", "*resnet*", "--gpus", "2", "--set", "base.steps=5", "--no-report"]
+
+
+@pytest.mark.parametrize(
+    ("value", "minutes"),
+    [
+        (90, 90),
+        ("90", 90),
+        ("1:30", 2),
+        ("2:00:00", 120),
+        ("1-0", 1440),
+        ("1-2:30", 1590),
+        ("0:0:30", 1),
+    ],
+)
+def test_time_limits_in_slurms_forms(value: object, minutes: int) -> None:
+    assert slurm.parse_time_limit(value) == minutes
+
+
+@pytest.mark.parametrize("value", [0, -5, True, "abc", "1:2:3:4", "0", "x-1"])
+def test_bad_time_limits_are_refused(value: object) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        slurm.parse_time_limit(value)
