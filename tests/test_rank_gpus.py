@@ -13,8 +13,8 @@ from types import ModuleType
 import fake_nvml
 import pytest
 
-from bench import telemetry
-from bench.rank_gpus import chosen_entry, resolve, telemetry_for_rank
+from bench.job import telemetry
+from bench.job.rank_gpus import chosen_entry, resolve, telemetry_for_rank
 
 PCI = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 UUID_A = "GPU-aaaaaaaa-0000-0000-0000-000000000001"

@@ -1,4 +1,4 @@
-"""bench/slurm.py without a cluster: job facts, srun's MPI plugin list, batch scripts."""
+"""Slurm without a cluster: job facts, srun's MPI plugin list, batch scripts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import slurm
+from bench.sweep import slurm
 
 # What Slurm 22.05 on Debian 12 prints for `srun --mpi=list` (on stderr).
 MPI_LIST = (
@@ -28,12 +28,13 @@ def _runner(stdout: str = "", stderr: str = "", code: int = 0):
 
 
 def test_job_facts_inside_and_outside_slurm() -> None:
-    assert slurm.job_facts({"PATH": "/bin"}) is None
-    facts = slurm.job_facts({"SLURM_JOB_ID": "42", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "2"})
+    from bench.job.environment import slurm_job
+
+    assert slurm_job({"PATH": "/bin"}) is None
+    facts = slurm_job({"SLURM_JOB_ID": "42", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "2"})
     assert facts is not None
     assert facts["job_id"] == "42" and facts["step_id"] == "0" and facts["ntasks"] == "2"
     assert facts["partition"] is None  # unset is missing, not invented
-    assert slurm.describe(facts) == "Slurm job 42 step 0 on ?"
 
 
 def test_mpi_plugins_parsed_and_a_missing_one_named() -> None:
@@ -97,7 +98,7 @@ def test_submit_reads_the_job_id_or_says_why_not(tmp_path: Path) -> None:
 
 
 def test_a_batch_scripts_task_count_is_not_a_rank_count() -> None:
-    from bench.engine import launched_ranks
+    from bench.job.engine import launched_ranks
 
     # sbatch -n 2 sets SLURM_NTASKS=2 in the script's own process; an srun step's tasks
     # have SLURM_STEP_NUM_TASKS.
@@ -108,7 +109,7 @@ def test_a_batch_scripts_task_count_is_not_a_rank_count() -> None:
 def test_the_batch_job_reruns_the_same_selection_with_resume(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from bench.submit import sweep_argv
+    from bench.sweep.submit import sweep_argv
 
     options = SimpleNamespace(
         sweep_file=Path("sweeps/x.yaml"),
