@@ -151,3 +151,60 @@ def test_time_limits_in_slurms_forms(value: object, minutes: int) -> None:
 def test_bad_time_limits_are_refused(value: object) -> None:
     with pytest.raises(ValueError, match="must be"):
         slurm.parse_time_limit(value)
+
+
+def test_the_slurm_section_and_launcher_mpi_are_validated() -> None:
+    from bench.sweep.load import parse_sweep
+    from bench.sweep.schema import SweepError
+
+    sweep = parse_sweep(
+        "name: s\nlauncher: {kind: srun, mpi: pmi2}\n"
+        "slurm: {time_limit: '1:30:00', partition: gpu, directives: [--exclusive]}\n"
+        "base: {mode: synthetic}\n",
+        source="s.yaml",
+    )
+    assert sweep.launcher.mpi == "pmi2"
+    assert sweep.slurm.time_limit_min == 90 and sweep.slurm.partition == "gpu"
+    assert sweep.slurm.directives == ("--exclusive",)
+    assert parse_sweep("name: t\nbase: {mode: synthetic}\n").slurm == slurm.BatchSpec()
+    with pytest.raises(SweepError) as raised:
+        parse_sweep(
+            "name: s\nlauncher: {kind: srun, mpi: 'pm ix'}\n"
+            "slurm: {time_limit: soon, partiton: gpu, directives: [exclusive]}\n"
+            "base: {mode: synthetic}\n",
+            source="s.yaml",
+        )
+    text = str(raised.value)
+    assert "s.yaml:2: launcher.mpi: must be an srun MPI plugin" in text
+    assert "s.yaml:3: slurm.time_limit: must be minutes or a Slurm time" in text
+    assert "slurm.partiton: unknown key; did you mean 'partition'?" in text
+    assert "slurm.directives[0]: must be an sbatch option" in text
+
+
+def test_a_missing_srun_mpi_plugin_is_refused_before_the_sweep_runs(tmp_path: Path) -> None:
+    """Inside an allocation whose srun lacks the plugin: exit 2, naming it (a fake srun)."""
+    import os
+    import sys
+
+    fake = tmp_path / "bin" / "srun"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'MPI plugin types are...' >&2\necho '\tnone' >&2\n")
+    fake.chmod(0o755)
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        "name: s\nlauncher: {kind: srun, gpus_per_task: null}\nbase: {mode: synthetic}\n"
+    )
+    env = dict(os.environ, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    env.update(SLURM_JOB_ID="7", SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.sweep", str(sweep), "--results", str(tmp_path / "r")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "launcher.mpi: srun offers no 'pmix' MPI plugin (srun --mpi=list: none)" in done.stderr
+    assert not (tmp_path / "r").exists()

@@ -202,14 +202,3 @@ def pin_gpu(engine: Engine) -> str:
     tf.config.experimental.set_memory_growth(chosen, True)
     tf.config.set_visible_devices(chosen, "GPU")
     return "gpu"
-
-
-def local_gpu_indices(engine: Engine) -> list[int] | None:
-    """The NVML indices of this node's GPUs in use, for the node's sampler (None = all)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        indices = [part for part in visible.split(",") if part.strip()]
-        if all(part.strip().isdigit() for part in indices):
-            return [int(part) for part in indices]
-        return None  # UUIDs or MIG names: sample all rather than guess
-    return list(range(engine.local_size))

@@ -16,9 +16,11 @@ from __future__ import annotations
 import math
 import shlex
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.sweep.schema import BatchSpec
 
 # Minutes added to the cells' own time-outs for data preparation and the report.
 PREPARE_MARGIN_MIN = 15
@@ -26,8 +28,13 @@ PREPARE_MARGIN_MIN = 15
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
 
 
-def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=60, check=False)
+def _run(
+    argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(environ) if environ is not None else None
+    return subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=60, check=False, env=env
+    )
 
 
 def mpi_plugins(run: Runner = _run) -> list[str]:
@@ -45,12 +52,14 @@ def mpi_plugins(run: Runner = _run) -> list[str]:
     return plugins
 
 
-def mpi_problem(plugin: str | None, run: Runner = _run) -> str | None:
+def mpi_problem(
+    plugin: str | None, run: Runner | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
     """Why `srun --mpi=<plugin>` cannot start Horovod's ranks here, or None."""
     if not plugin:
         return None
     try:
-        offered = mpi_plugins(run)
+        offered = mpi_plugins(run or (lambda argv: _run(argv, environ)))
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"cannot list srun's MPI plugins: {error}"
     if plugin in offered:
@@ -61,18 +70,6 @@ def mpi_problem(plugin: str | None, run: Runner = _run) -> str | None:
         f"plugin (slurm-wlm's mpi_pmix, Slurm built --with-pmix): ask the cluster's admins, or "
         f"set launcher.mpi to a plugin your MPI supports"
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchSpec:
-    """The `slurm:` section of a sweep file: how `--submit` asks for the allocation."""
-
-    time_limit_min: int | None = None  # None: the cells' time-outs plus a margin
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    job_name: str | None = None  # default chexbench-<sweep name>
-    directives: tuple[str, ...] = ()  # more sbatch options, e.g. "--constraint=h100"
 
 
 @dataclass(frozen=True)
