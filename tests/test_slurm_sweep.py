@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import results
+from bench.contract import results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -123,9 +123,11 @@ def test_submitted_sweep_runs_a_two_task_horovod_cell_and_resumes(
     assert environment["slurm"]["job_id"] == job.group(1)
     assert environment["slurm"]["step_num_tasks"] == "2"
     assert (sweep_dir / "summary.json").is_file()
-    assert any(sweep_dir.glob("report*")) or (sweep_dir / "report").exists(), sorted(
-        p.name for p in sweep_dir.iterdir()
+    assert (sweep_dir / "report.md").is_file() and (sweep_dir / "report.html").is_file(), (
+        sorted(p.name for p in sweep_dir.iterdir()),
+        logged[-3000:],
     )
+    assert f"Slurm job {job.group(1)}" in logged  # the script's own first line
     # Resubmitted (as after a time-out): the job resumes and reruns nothing that is ok.
     second = subprocess.run(
         submit, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
@@ -135,6 +137,7 @@ def test_submitted_sweep_runs_a_two_task_horovod_cell_and_resumes(
     assert again and again.group(1) != job.group(1)
     _wait_for_job(slurm_cluster, again.group(1))
     second_log = (sweep_dir / "slurm" / f"slurm-{again.group(1)}.log").read_text()
+    assert f"Slurm job {again.group(1)}" in second_log
     assert results.find_results(sweep_dir) == found, second_log[-3000:]
     summary = json.loads((sweep_dir / "summary.json").read_text())
     assert summary["counts"] == {"ok": 1}, second_log[-3000:]
