@@ -46,12 +46,12 @@ def _run_ranks(ranks: list[dict], seconds: float = 0.4) -> dict:
         )
         for rank, spec in enumerate(ranks)
     ]
-    for sampling, _ in made:
+    for sampling in made:
         sampling.__enter__()
     time.sleep(seconds)
-    for sampling, _ in made:
+    for sampling in made:
         sampling.__exit__(None, None, None)
-    nodes = [sampling.node_samples() for sampling, _ in made]
+    nodes = [sampling.node_samples() for sampling in made]
     return telemetry.combine(nodes, period_s=0.05, measured_window_s=None)
 
 

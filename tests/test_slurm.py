@@ -38,3 +38,17 @@ def test_stop_ends_every_daemon() -> None:
     done = cluster.run(["sinfo", "--noheader"], timeout=30)
     assert done.returncode != 0
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_machine_without_slurm_is_told_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import slurm_cluster
+
+    monkeypatch.setattr(slurm_cluster, "PROGRAMS", ("munged", "no-such-slurmd"))
+    reason = slurm_cluster.missing_reason()
+    if reason and "root" in reason:
+        pytest.skip(reason)
+    assert reason is not None and "no-such-slurmd" in reason and "setup.sh --dev" in reason
+    with pytest.raises(ClusterUnavailable, match="no-such-slurmd"):
+        start(tmp_path)

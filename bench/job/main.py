@@ -47,7 +47,7 @@ def run_rank(
     from bench.job.rank_gpus import telemetry_for_rank
 
     # Every rank samples its own GPU (by UUID), local rank 0 also the host.
-    telemetry, _ = telemetry_for_rank(
+    telemetry = telemetry_for_rank(
         rank=engine.rank,
         local_rank=engine.local_rank,
         device=device,

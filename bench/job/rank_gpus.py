@@ -149,22 +149,21 @@ def telemetry_for_rank(
     environ: Mapping[str, str] | None = None,
     nvml: ModuleType | None = None,
     host: str | None = None,
-) -> tuple[Telemetry, RankGpu | None]:
+) -> Telemetry:
     """This rank's samplers: on GPU its own GPU by UUID (and the host on local rank 0);
     on CPU, as before, local rank 0 alone samples whatever GPUs NVML sees."""
     from bench.job.telemetry import NvmlSampler, Telemetry
 
     if device != "gpu":
         sampler = NvmlSampler(period_s=period_s, nvml=nvml, host=host)
-        return Telemetry(enabled=local_rank == 0, period_s=period_s, gpu_sampler=sampler), None
+        return Telemetry(enabled=local_rank == 0, period_s=period_s, gpu_sampler=sampler)
     gpu = resolve(rank=rank, local_rank=local_rank, environ=environ, nvml=nvml, host=host)
     if gpu.uuid is None:
         reason = f"rank {rank} on {gpu.host}: {gpu.unresolved}"
         return Telemetry(
             enabled=True, period_s=period_s, host_sampling=local_rank == 0, gpu_unavailable=reason
-        ), gpu
+        )
     sampler = NvmlSampler(period_s=period_s, nvml=nvml, uuids=[gpu.uuid], host=gpu.host)
-    telemetry = Telemetry(
+    return Telemetry(
         enabled=True, period_s=period_s, gpu_sampler=sampler, host_sampling=local_rank == 0
     )
-    return telemetry, gpu
