@@ -52,3 +52,11 @@ def test_a_machine_without_slurm_is_told_why(
     assert reason is not None and "no-such-slurmd" in reason and "setup.sh --dev" in reason
     with pytest.raises(ClusterUnavailable, match="no-such-slurmd"):
         start(tmp_path)
+
+
+def test_doctor_lists_sruns_mpi_plugins(slurm_cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.doctor import check_launchers
+
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    line = check_launchers().line()
+    assert "srun MPI plugins pmix" in line and "(pmix)" in line, line
