@@ -7,8 +7,10 @@ Read from the fit results alone (result["details"]["fit"], written by bench.fit)
                            train_s + val_s up to e (checkpoint writes not counted)
     time to best         = wall time and epochs (1-based) to the first epoch with the
                            highest mean validation AUC
-    time to target       = the same to the first epoch whose mean AUC >= fit_target_auc
-                           (the run's config), or "not reached"
+    time to target       = the same to the first epoch whose mean AUC >= the target: the
+                           sweep file's top-level `fit_target_auc` (its sweep.yaml in the
+                           results folder) or `python -m reports --fit-target-auc`; else
+                           "not reached"
     epoch time           = train_s and val_s per epoch, median over the epochs after the first
                            (the first also traces the model), the first epoch apart
 
@@ -30,10 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from bench import validation_scores
 from reports import analysis, intervals
 from reports.frame import CELL_KEYS
+from reports.load import ReportInputError, ResultsSet
 
 NOT_REACHED = "not reached"
 
@@ -68,8 +72,33 @@ class Quality:
     elapsed_recorded: bool
 
 
-def fit_runs(runs: pd.DataFrame, documents: Mapping[str, dict[str, Any]]) -> list[FitRun]:
-    """Every ok fit run with a history, in the runs frame's order."""
+TARGET_KEY = "fit_target_auc"
+
+
+def target_of(results: ResultsSet) -> float | None:
+    """The results set's `fit_target_auc`, from the sweep file it ran (sweep.yaml)."""
+    if not results.sweep_yaml:
+        return None
+    where = results.root / "sweep.yaml"
+    try:
+        document = yaml.safe_load(results.sweep_yaml)
+    except yaml.YAMLError as error:
+        raise ReportInputError(f"{where}: not valid YAML ({error})") from error
+    value = document.get(TARGET_KEY) if isinstance(document, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ReportInputError(f"{where}: {TARGET_KEY} must be a number in (0, 1], got {value!r}")
+    return float(value)
+
+
+def fit_runs(
+    runs: pd.DataFrame,
+    documents: Mapping[str, dict[str, Any]],
+    targets: Mapping[str, float | None] | None = None,
+) -> list[FitRun]:
+    """Every ok fit run with a history, in the runs frame's order; `targets` maps a results
+    set's label to its target mean AUC."""
     chosen = runs[(runs["mode"] == "fit") & (runs["status"] == "ok")]
     found = []
     for _, row in chosen.iterrows():
@@ -79,7 +108,7 @@ def fit_runs(runs: pd.DataFrame, documents: Mapping[str, dict[str, Any]]) -> lis
         if not history:
             continue
         validation = fit.get("validation_dataset") or {}
-        target = (result.get("config") or {}).get("fit_target_auc")
+        target = (targets or {}).get(row["source"])
         found.append(
             FitRun(
                 path=row["path"],
@@ -87,7 +116,7 @@ def fit_runs(runs: pd.DataFrame, documents: Mapping[str, dict[str, Any]]) -> lis
                 repeat=int(row["repeat"]),
                 history=history,
                 fit=fit,
-                target_auc=float(target) if isinstance(target, int | float) else None,
+                target_auc=target,
                 validation_images=_int_or_none(validation.get("images")),
             )
         )

@@ -137,6 +137,9 @@ def write_fit_golden(out: Path, *, name: str = SWEEP_NAME) -> Path:
             "cells": entries,
         },
     )
+    (root / "sweep.yaml").write_text(
+        f"name: {name}\nfit_target_auc: {TARGET_AUC}\naxes:\n  mode: [fit]\n", encoding="utf-8"
+    )
     return root
 
 
@@ -196,7 +199,7 @@ def _result(
         cell_id=cell_id,
         repeat=number,
         cell=cell,
-        config={"mode": "fit", "epochs": len(history), "fit_target_auc": TARGET_AUC},
+        config={"mode": "fit", "epochs": len(history)},
         environment={"hosts": ["node-a"], "gpu_names": ["NVIDIA H100"] * spec.gpus},
         dataset={"source": spec.data_format, "split": "train", "images": 960},
     )

@@ -28,7 +28,9 @@ def golden_runs(tmp_path_factory: pytest.TempPathFactory) -> list[FitRun]:
     root = write_fit_golden(tmp_path_factory.mktemp("fit"))
     sets = load_results_sets([root])
     documents = {run.path.as_posix(): run.result for one in sets for run in one.runs}
-    return accuracy.fit_runs(runs_frame(sets), documents)
+    targets = {one.label: accuracy.target_of(one) for one in sets}
+    assert targets == {"fit-golden": TARGET_AUC}  # read from the sweep file
+    return accuracy.fit_runs(runs_frame(sets), documents, targets)
 
 
 def _cell(found: list[FitRun], data_format: str, gpus: int) -> list[FitRun]:
@@ -225,3 +227,13 @@ def test_stored_scores_round_trip_keeps_ties_and_order(tmp_path: Path) -> None:
     np.testing.assert_array_equal(stored.ranks, [[0, 1], [1, 1], [0, 0]])
     np.testing.assert_array_equal(stored.labels, labels)
     assert stored.order == "ranks" and stored.examples == 3
+
+
+def test_a_bad_target_in_the_sweep_file_names_the_file(tmp_path: Path) -> None:
+    from reports.load import ReportInputError
+
+    root = write_fit_golden(tmp_path)
+    (root / "sweep.yaml").write_text("name: fit-golden\nfit_target_auc: 1.5\n", encoding="utf-8")
+    (results,) = load_results_sets([root])
+    with pytest.raises(ReportInputError, match=r"sweep.yaml: fit_target_auc must be"):
+        accuracy.target_of(results)
