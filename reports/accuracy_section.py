@@ -32,6 +32,8 @@ def time_to_accuracy(
         one.label: target_auc if target_auc is not None else accuracy.target_of(one) for one in sets
     }
     found = accuracy.fit_runs(runs, documents, targets)
+    if not found:  # one "no table" line for the section, not one per table
+        return (accuracy_tables.time_to_quality_table(found),), auc_time_figure(found), []
     tables = (
         accuracy_tables.time_to_quality_table(found),
         accuracy_tables.same_learning_table(found),
