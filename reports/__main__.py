@@ -35,10 +35,27 @@ def parser() -> argparse.ArgumentParser:
         help="where to write the report (default: the results folder; "
         "required with several folders)",
     )
+    result.add_argument(
+        "--fit-target-auc",
+        type=_target,
+        default=None,
+        metavar="AUC",
+        help="the target mean validation AUC for time to accuracy (default: each sweep "
+        "file's fit_target_auc)",
+    )
     return result
 
 
-def run(results: Sequence[Path], out: Path | None) -> list[Path]:
+def _target(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a mean AUC in (0, 1], got {text}")
+    return value
+
+
+def run(
+    results: Sequence[Path], out: Path | None, *, fit_target_auc: float | None = None
+) -> list[Path]:
     """Load, build and write the report; returns the files written. Raises ReportInputError."""
     from reports.build import build_report
     from reports.load import ReportInputError, load_results_sets
@@ -49,7 +66,7 @@ def run(results: Sequence[Path], out: Path | None) -> list[Path]:
             raise ReportInputError("several results folders: name the report folder with --out")
         out = results[0]
     sets = load_results_sets(results)
-    return write_report(build_report(sets), out)
+    return write_report(build_report(sets, fit_target_auc=fit_target_auc), out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reports.load import ReportInputError
 
     try:
-        written = run(arguments.results, arguments.out)
+        written = run(arguments.results, arguments.out, fit_target_auc=arguments.fit_target_auc)
     except ReportInputError as error:
         print(f"reports: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,6 +1,6 @@
 """Time to accuracy: what the fit cells learned, how fast, and whether the input changed it.
 
-Read from the fit results alone (result["details"]["fit"], written by bench.fit):
+Read from the fit results alone (result["details"]["fit"], written by bench.job.fit):
 
     wall time to epoch e = history[e]["elapsed_s"] (training start to the end of epoch e's
                            validation and checkpoint); older results without it: the sum of
@@ -17,8 +17,8 @@ Read from the fit results alone (result["details"]["fit"], written by bench.fit)
 Across repeats: the mean and its 95% t interval (one repeat: the value alone, said so).
 Same learning: best mean AUC of a cell minus that of the cell differing only in data format
 (raw -> tfrecord) or GPU count (1 -> N); the interval is Welch's over repeats where both have
-two or more, else a bootstrap over validation examples (bench.validation_scores) of the first
-repeats, each cell resampled independently (a paired resample would read the two runs'
+two or more, else a bootstrap over validation examples (bench.contract.validation_scores) of
+the first repeats, each cell resampled independently (a paired resample would read the two runs'
 training noise as a difference; an independent one is conservative and still blind to
 run-to-run training noise). "no difference detected" unless the interval excludes zero.
 """
@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from bench import validation_scores
+from bench.contract import validation_scores
 from reports import analysis, intervals
 from reports.frame import CELL_KEYS
 from reports.load import ReportInputError, ResultsSet

@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 
 from reports import analysis, tables
+from reports.accuracy_section import TITLE as ACCURACY_TITLE
+from reports.accuracy_section import time_to_accuracy
 from reports.document import Report, Section
 from reports.failures import failed_runs, failures_table, pending_table
 from reports.format import Table, common_settings, describe_cell, fmt_pct, fmt_rate
@@ -22,7 +24,8 @@ from reports.plots import all_figures
 NOT_RECORDED = "n/a (not recorded)"
 
 
-def build_report(sets: Sequence[ResultsSet]) -> Report:
+def build_report(sets: Sequence[ResultsSet], *, fit_target_auc: float | None = None) -> Report:
+    """`fit_target_auc` overrides every results set's own target (its sweep file's)."""
     runs = runs_frame(sets)
     cells = cells_frame(runs)
     documents = {run.path.as_posix(): run.result for one in sets for run in one.runs}
@@ -53,6 +56,10 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
             (tables.conversion_table(sets), tables.payoff_table(cells, conversions)),
         ),
     ]
+    fit_tables, fit_figure, fit_lines = time_to_accuracy(
+        sets, runs, documents, target_auc=fit_target_auc
+    )
+    sections.append(Section(ACCURACY_TITLE, fit_tables, (fit_figure,)))
     if multi:
         sections.append(
             Section(
@@ -65,13 +72,13 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
     return Report(
         title="chexbench report: " + ", ".join(one.label for one in sets),
         period=_period(runs),
-        highlights=tuple(_highlights(cells, runs, conversions)),
+        highlights=(*_highlights(cells, runs, conversions), *fit_lines),
         environment=environment_table(sets),
         sweep_files=tuple((s.label, s.sweep_yaml) for s in sets if s.sweep_yaml),
         common_settings=common_settings(cells),
         sections=tuple(sections),
         failures=tuple(failed),
-        figures=tuple(figures.values()),
+        figures=(*figures.values(), fit_figure),
     )
 
 

@@ -4,7 +4,7 @@
 per fit cell, result-r<repeat>-<run_id>.json files, a summary.json. Each history is hand-made
 (`FIT_CELLS`): per-epoch mean AUC and wall time, so tests can compute time to best and to
 `TARGET_AUC` by hand. At the best epoch the per-class AUCs are those of per-example scores
-stored as bench.fit stores them (`best_validation`), so the bootstrap has real inputs; the
+stored as bench.job.fit stores them (`best_validation`), so the bootstrap has real inputs; the
 best mean AUC is then what those scores give (see `best_mean_auc`).
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from bench import validation_scores
-from bench.fit import per_class_auc
-from bench.results import empty_result, write_json_atomic, write_result
+from bench.contract import validation_scores
+from bench.contract.results import empty_result, write_json_atomic, write_result
+from bench.job.fit import per_class_auc
 from converters.labels import LABELS
 
 SWEEP_NAME = "fit-golden"

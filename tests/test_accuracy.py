@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from fit_golden import TARGET_AUC, best_mean_auc, elapsed, write_fit_golden
 
-from bench.fit import per_class_auc
-from bench.validation_scores import decode, encode
+from bench.contract.validation_scores import decode, encode
+from bench.job.fit import per_class_auc
 from converters.labels import LABELS
 from reports import accuracy, accuracy_plots, accuracy_tables, intervals
 from reports.accuracy import FitRun
@@ -237,3 +237,34 @@ def test_a_bad_target_in_the_sweep_file_names_the_file(tmp_path: Path) -> None:
     (results,) = load_results_sets([root])
     with pytest.raises(ReportInputError, match=r"sweep.yaml: fit_target_auc must be"):
         accuracy.target_of(results)
+
+
+def test_report_html_holds_the_auc_time_figure(tmp_path: Path) -> None:
+    import base64
+    import re
+
+    from reports.__main__ import main
+
+    root = write_fit_golden(tmp_path / "in")
+    out = tmp_path / "report"
+    assert main([str(root), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    found = re.search(
+        r'<img src="data:image/png;base64,([^"]+)" alt="Mean validation AUC against wall '
+        r'time" data-figure="fit_auc_time.png"',
+        html,
+    )
+    assert found and base64.b64decode(found.group(1)).startswith(PNG_MAGIC)
+    assert (out / "figures" / "fit_auc_time.png").read_bytes().startswith(PNG_MAGIC)
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Time to accuracy" in markdown and "](figures/fit_auc_time.png)" in markdown
+    for title in ("Time to quality", "Same learning?", "Per-class AUC at the best epoch"):
+        assert title in html
+    assert "not reached" in markdown and "Best mean validation AUC: 0." in markdown
+    # The command line's target overrides the sweep file's: 0.60 is reached by every cell.
+    lower = tmp_path / "lower"
+    assert main([str(root), "--out", str(lower), "--fit-target-auc", "0.6"]) == 0
+    assert "not reached" not in (lower / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit) as refused:
+        main([str(root), "--out", str(lower), "--fit-target-auc", "1.5"])
+    assert refused.value.code == 2

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import fit, validation_scores
+from bench.contract import validation_scores
+from bench.job import fit
 from converters.labels import LABELS
 
 EXAMPLES, WORKERS = 37, 2
@@ -129,7 +130,7 @@ def test_real_evaluation_shards_rebuild_the_split_order(
     synth_root: Path, records_png: Path
 ) -> None:
     """The order `split_order` assumes is the one the evaluation pipelines deal."""
-    from bench.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
+    from bench.input.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
 
     options = PipelineOptions(kind="tuned", image_size=32, batch_size=8, training=False)
     for workers, source in (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import results
+from bench.contract import results
 
 REPO = Path(__file__).resolve().parent.parent
 

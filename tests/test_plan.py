@@ -162,6 +162,10 @@ VALIDATION_CASES = {
             "got 'densnet121'; did you mean 'densenet121'?"
         ],
     ),
+    "fit target outside (0, 1]": (
+        "name: t\nfit_target_auc: 84\n",
+        ["sweep.yaml:2: fit_target_auc: must be a mean AUC in (0, 1], got 84"],
+    ),
     "batch not positive": (
         "name: t\nbase: {batch_per_gpu: 0}\n",
         ["sweep.yaml:2: base.batch_per_gpu: must be at least 1, got 0"],
@@ -312,6 +316,9 @@ def test_shipped_sweeps_validate(name: str, tmp_path: Path) -> None:
             ("tfrecord", 2),
         }
         assert all(c.settings["mode"] == "fit" and c.settings["image_size"] == 64 for c in cells)
+    # The target is the report's: it is no cell setting, so changing it reruns nothing.
+    assert sweep.fit_target_auc == {"chexnet-poster": 0.80, "fit-smoke": 0.75}.get(name)
+    assert all("fit_target_auc" not in cell.settings for cell in cells)
     if name == "modern-gpus":
         assert {cell.encoding for cell in cells} == {None, "png", "jpeg", "raw"}
         assert all(cell.settings["precision"] == "mixed_bfloat16" for cell in cells)

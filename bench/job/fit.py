@@ -8,7 +8,7 @@ their mean, the best weights by mean validation AUC written by rank `CHECKPOINT_
 Validation predictions are gathered to every rank, so every rank computes the same loss,
 AUC and decisions (learning rate, early stop) without a further collective. Each rank
 predicts its element shard of the validation split (every example exactly once across
-ranks, the last partial batch kept: bench.pipelines), so the metrics cover the whole split.
+ranks, the last partial batch kept: bench.input.pipelines), so the metrics cover the whole split.
 
 Stored details (result["details"]["fit"]): the plan, `history` (one entry per epoch:
 learning_rate, train_loss, train_s, val_s, val_loss, val_examples, val_auc_mean,
@@ -16,7 +16,7 @@ val_auc_per_class, val_auc_undefined, and `elapsed_s`, seconds from the start of
 to the end of that epoch's validation and checkpoint), best_epoch, best_val_auc_mean,
 best_val_auc_per_class, checkpoint and `checkpoint_rank`, `validation_examples_per_rank`
 (at the best epoch) and `best_validation` (the best epoch's per-example score ranks and
-labels, bench.validation_scores, for a bootstrap in the report).
+labels, bench.contract.validation_scores, for a bootstrap in the report).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import validation_scores
+from bench.contract import validation_scores
 from converters.labels import LABELS
 
 # CheXNet decays the learning rate by 10 when the validation loss stops falling after an

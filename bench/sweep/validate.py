@@ -88,6 +88,7 @@ class Reader:
         timeout_s = self.number(document, "timeout_s", 3600.0, minimum=1)
         repeats = int(self.number(document, "repeats", 1, minimum=1, integer=True))
         worker = self.worker(document.get("worker"))
+        fit_target_auc = self.target(document.get("fit_target_auc"))
         if self.problems:
             return None
         return Sweep(
@@ -105,6 +106,7 @@ class Reader:
             repeats=repeats,
             worker=worker,
             data_cache=data_cache,
+            fit_target_auc=fit_target_auc,
             locations=dict(self.locations),
         )
 
@@ -269,6 +271,15 @@ class Reader:
             self.problem((*path, key), f"must be {kind} of at least {minimum}, got {value!r}")
             return default
         return value
+
+    def target(self, value: Any) -> float | None:
+        """`fit_target_auc`: a mean AUC in (0, 1], or absent."""
+        if value is None:
+            return None
+        if not _is_number(value) or not 0 < value <= 1:
+            self.problem(("fit_target_auc",), f"must be a mean AUC in (0, 1], got {value!r}")
+            return None
+        return float(value)
 
     def worker(self, value: Any) -> tuple[str, ...]:
         if value is None:
