@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import math
 import statistics
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -212,6 +214,7 @@ def comparisons(found: Sequence[FitRun]) -> list[Comparison]:
     """Every fit cell against its raw twin (if tfrecord) and its 1-GPU twin (if N GPUs)."""
     cells = by_cell(found)
     frame = cells_of(found)
+    cache: dict[str, np.ndarray] = {}
     result = []
     for _, cell in frame.iterrows():
         key = tuple(cell[k] for k in CELL_KEYS)
@@ -224,18 +227,25 @@ def comparisons(found: Sequence[FitRun]) -> list[Comparison]:
             )
             if raw is not None:
                 base = tuple(raw[k] for k in CELL_KEYS)
-                result.append(compare("format", cells[base], cells[key]))
+                result.append(compare("format", cells[base], cells[key], cache))
         if int(cell["gpus"]) > 1:
             single = analysis.find_match(
                 frame, cell, differ=("gpus", "nodes", "engine"), fixed={"gpus": 1}
             )
             if single is not None:
                 base = tuple(single[k] for k in CELL_KEYS)
-                result.append(compare("gpus", cells[base], cells[key]))
+                result.append(compare("gpus", cells[base], cells[key], cache))
     return result
 
 
-def compare(about: str, first: Sequence[FitRun], second: Sequence[FitRun]) -> Comparison:
+def compare(
+    about: str,
+    first: Sequence[FitRun],
+    second: Sequence[FitRun],
+    cache: dict[str, np.ndarray] | None = None,
+) -> Comparison:
+    """Cell `second` against cell `first`; `cache` keeps bootstrap draws between calls."""
+    cache = {} if cache is None else cache
     best_a = [q.best_auc for q in map(quality, first) if q.best_auc is not None]
     best_b = [q.best_auc for q in map(quality, second) if q.best_auc is not None]
     keys = (first[0].key, second[0].key)
@@ -257,10 +267,10 @@ def compare(about: str, first: Sequence[FitRun], second: Sequence[FitRun]) -> Co
             "n/a (one repeat and no stored validation scores: no interval)",
         )
     a, b = scores
-    # Resampled independently: a paired resample would count the two runs' training noise
-    # (their per-example disagreement) as a real difference.
-    low, high = intervals.bootstrap_auc_difference(
-        (a.ranks, a.labels), (b.ranks, b.labels), paired=False
+    # Resampled independently (each run its own seed): a paired resample would count the two
+    # runs' training noise (their per-example disagreement) as a real difference.
+    low, high = intervals.percentile_interval(
+        _bootstrap(second[0], b, cache) - _bootstrap(first[0], a, cache)
     )
     if math.isnan(low):
         return Comparison(about, *keys, difference, None, "n/a", "n/a (bootstrap undefined)")
@@ -287,6 +297,17 @@ def _judged(
     else:
         verdict = "no difference detected"
     return Comparison(about, *keys, difference, interval, method, verdict)
+
+
+def _bootstrap(
+    run: FitRun, scores: validation_scores.ValidationScores, cache: dict[str, np.ndarray]
+) -> np.ndarray:
+    """The run's bootstrap distribution of the mean AUC (its own seed, from its path), once
+    per `cache` (a run takes part in several comparisons)."""
+    if run.path not in cache:
+        seed = intervals.BOOTSTRAP_SEED ^ zlib.crc32(run.path.encode())
+        cache[run.path] = intervals.bootstrap_mean_auc(scores.ranks, scores.labels, seed=seed)
+    return cache[run.path]
 
 
 def _scores(run: FitRun) -> validation_scores.ValidationScores | None:

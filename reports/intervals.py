@@ -1,5 +1,7 @@
 """95% intervals for the report: across repeats (Student t), between two cells' repeats
-(Welch), and a bootstrap of the mean ROC AUC over validation examples.
+(Welch), and a bootstrap of the mean ROC AUC over validation examples (each run's bootstrap
+distribution computed once; a difference of two runs pairs their draws index by index,
+independent when their seeds differ).
 
 No SciPy: the two-sided 95% t quantiles are tabulated (df 1-30; beyond, 1.96 is within 2%).
 """
@@ -67,25 +69,58 @@ def welch_interval(first: Sequence[float], second: Sequence[float]) -> Interval 
     return Interval(difference, difference - half, difference + half)
 
 
-def weighted_mean_auc(ranks: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class _SortedClass:
+    """One class's examples in score order: the order, where tied groups start, positives."""
+
+    order: np.ndarray
+    starts: np.ndarray | None  # None: no ties, every example its own group
+    positive: np.ndarray  # float32 0/1 in score order
+
+
+def _sorted_classes(ranks: np.ndarray, labels: np.ndarray) -> list[_SortedClass]:
+    prepared = []
+    for index in range(ranks.shape[1]):
+        order = np.argsort(ranks[:, index], kind="mergesort")
+        sorted_ranks = ranks[order, index]
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_ranks)) + 1))
+        prepared.append(
+            _SortedClass(
+                order=order,
+                starts=None if len(starts) == len(order) else starts,
+                positive=labels[order, index].astype(np.float32),
+            )
+        )
+    return prepared
+
+
+def weighted_mean_auc(
+    ranks: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    *,
+    prepared: list[_SortedClass] | None = None,
+) -> np.ndarray:
     """Mean over classes of the ROC AUC, one per row of `weights` (example weights [R, N]).
 
     Mann-Whitney with ties counted half, each example counted `weight` times: a bootstrap
     resample's AUC exactly. Classes with no positive or no negative weight are left out of
-    that resample's mean (as bench.fit leaves undefined classes out); NaN if none is left.
+    that resample's mean (as bench.job.fit leaves undefined classes out); NaN if none is left.
     """
-    resamples = weights.shape[0]
-    per_class = np.full((resamples, ranks.shape[1]), np.nan)
-    for index in range(ranks.shape[1]):
-        order = np.argsort(ranks[:, index], kind="mergesort")
-        sorted_ranks = ranks[order, index]
-        positive = labels[order, index].astype(bool)
-        starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_ranks)) + 1))
-        w = weights[:, order]
-        pos = np.add.reduceat(np.where(positive, w, 0.0), starts, axis=1)
-        neg = np.add.reduceat(np.where(positive, 0.0, w), starts, axis=1)
-        below = np.cumsum(neg, axis=1) - neg
-        pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    classes = prepared if prepared is not None else _sorted_classes(ranks, labels)
+    weights = np.asarray(weights, dtype=np.float32)
+    per_class = np.full((weights.shape[0], len(classes)), np.nan)
+    for index, item in enumerate(classes):
+        w = weights[:, item.order]
+        pos = w * item.positive
+        if item.starts is not None:  # sum tied examples into one group each
+            total = np.add.reduceat(w, item.starts, axis=1)
+            pos = np.add.reduceat(pos, item.starts, axis=1)
+        else:
+            total = w
+        neg = total - pos
+        below = np.cumsum(neg, axis=1, dtype=np.float64) - neg
+        pairs = pos.sum(axis=1, dtype=np.float64) * neg.sum(axis=1, dtype=np.float64)
         wins = (pos * (below + 0.5 * neg)).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             per_class[:, index] = np.where(pairs > 0, wins / pairs, np.nan)
@@ -96,41 +131,36 @@ def weighted_mean_auc(ranks: np.ndarray, labels: np.ndarray, weights: np.ndarray
         return np.where(counts > 0, sums / counts, np.nan)
 
 
-def bootstrap_auc_difference(
-    first: tuple[np.ndarray, np.ndarray],
-    second: tuple[np.ndarray, np.ndarray],
-    *,
-    paired: bool,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-) -> tuple[float, float]:
-    """Percentile 95% interval of mean AUC(second) - mean AUC(first) over resampled examples.
+def _resample_counts(rng: np.random.Generator, examples: int, size: int) -> np.ndarray:
+    """[size, examples]: how often each example is drawn in each resample (with replacement)."""
+    drawn = rng.integers(0, examples, size=(size, examples))
+    offsets = np.arange(size)[:, None] * examples
+    return np.bincount((drawn + offsets).ravel(), minlength=size * examples).reshape(size, examples)
 
-    `first`, `second`: (score ranks, labels), each [examples, classes]. Paired: the same
-    resample of examples for both (they must be the same examples in the same order);
-    unpaired: independent resamples (wider, for validation sets that do not line up).
-    """
+
+def bootstrap_mean_auc(
+    ranks: np.ndarray,
+    labels: np.ndarray,
+    *,
+    seed: int,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> np.ndarray:
+    """The mean AUC of `resamples` resamples (with replacement) of the examples; the same
+    seed gives the same resamples (so two runs bootstrapped with one seed are paired)."""
     rng = np.random.default_rng(seed)
-    count_a, count_b = first[1].shape[0], second[1].shape[0]
-    if paired and count_a != count_b:
-        raise ValueError(f"paired bootstrap needs equal examples, got {count_a} and {count_b}")
-    differences = []
-    done = 0
-    while done < resamples:
+    prepared = _sorted_classes(ranks, labels)
+    values = []
+    for done in range(0, resamples, BOOTSTRAP_CHUNK):
         size = min(BOOTSTRAP_CHUNK, resamples - done)
-        weights_a = rng.multinomial(count_a, np.full(count_a, 1.0 / count_a), size=size)
-        weights_b = (
-            weights_a
-            if paired
-            else rng.multinomial(count_b, np.full(count_b, 1.0 / count_b), size=size)
-        )
-        auc_a = weighted_mean_auc(*first, weights_a.astype(np.float64))
-        auc_b = weighted_mean_auc(*second, weights_b.astype(np.float64))
-        differences.append(auc_b - auc_a)
-        done += size
-    values = np.concatenate(differences)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
+        weights = _resample_counts(rng, labels.shape[0], size)
+        values.append(weighted_mean_auc(ranks, labels, weights, prepared=prepared))
+    return np.concatenate(values)
+
+
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of the defined values; NaNs if none is."""
+    defined = values[~np.isnan(values)]
+    if defined.size == 0:
         return math.nan, math.nan
-    low, high = np.percentile(values, [2.5, 97.5])
+    low, high = np.percentile(defined, [2.5, 97.5])
     return float(low), float(high)

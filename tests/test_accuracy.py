@@ -196,10 +196,16 @@ def test_bootstrap_of_a_run_against_itself_is_centred_and_paired_is_zero() -> No
     rng = np.random.default_rng(1)
     labels = (rng.random((200, 14)) < 0.3).astype(np.float32)
     stored = decode(encode(rng.random((200, 14)) + 0.3 * labels, labels, order="split"))
-    pair = (stored.ranks, stored.labels)
-    assert intervals.bootstrap_auc_difference(pair, pair, paired=True) == (0.0, 0.0)
-    low, high = intervals.bootstrap_auc_difference(pair, pair, paired=False, resamples=300)
+    first = intervals.bootstrap_mean_auc(stored.ranks, stored.labels, seed=1, resamples=300)
+    again = intervals.bootstrap_mean_auc(stored.ranks, stored.labels, seed=1, resamples=300)
+    other = intervals.bootstrap_mean_auc(stored.ranks, stored.labels, seed=2, resamples=300)
+    assert first.shape == (300,)
+    assert intervals.percentile_interval(again - first) == (0.0, 0.0)  # one seed: paired
+    low, high = intervals.percentile_interval(other - first)  # independent resamples
     assert low < 0 < high and abs(low + high) < 0.5 * (high - low)
+    # The spread is the AUC's sampling spread: about sqrt(2) x one run's.
+    single = intervals.percentile_interval(first)
+    assert 1.0 < (high - low) / (single[1] - single[0]) < 2.0
 
 
 def test_auc_time_figure_draws_one_line_per_cell(golden_runs: list[FitRun]) -> None:
