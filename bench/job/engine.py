@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import tensorflow as tf
 
+from bench.contract.cell import engine_name
+
 # Environment variables by which launchers tell a process it is one of several.
 LAUNCHER_SIZE_VARIABLES = (
     "HOROVOD_SIZE",
@@ -163,23 +165,14 @@ def horovod_available() -> bool:
 
 
 def make_engine() -> Engine:
-    """Horovod where installed (or required), one process otherwise."""
-    choice = os.environ.get("CHEXBENCH_ENGINE", "auto")
-    if choice not in ("auto", "horovod", "single"):
-        raise EngineError(f"CHEXBENCH_ENGINE must be auto, horovod or single; got {choice!r}")
+    """Horovod where installed (or required), one process otherwise: the choice is
+    `bench.contract.cell.engine_name`, the one the sweep predicts for its records."""
     ranks = launched_ranks()
-    if choice == "single":
-        if ranks > 1:
-            raise EngineError(f"CHEXBENCH_ENGINE=single but the launcher started {ranks} ranks")
-        return SingleProcess()
-    if horovod_available():
-        return HorovodEngine()
-    if choice == "horovod" or ranks > 1:
-        raise EngineError(
-            f"Horovod is not installed but the job has {ranks} rank(s) "
-            f"(CHEXBENCH_ENGINE={choice}); build it with scripts/setup.sh"
-        )
-    return SingleProcess()
+    try:
+        name = engine_name(os.environ, ranks=ranks, horovod_installed=horovod_available())
+    except ValueError as error:
+        raise EngineError(str(error)) from error
+    return HorovodEngine() if name == "horovod" else SingleProcess()
 
 
 def pin_gpu(engine: Engine) -> str:

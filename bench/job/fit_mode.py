@@ -13,10 +13,10 @@ from typing import Any
 from bench.contract.config import RunConfig
 from bench.job import timing
 from bench.job.inputs import check_enough, first_batch_iterator, make_source, rank_dataset
-from bench.job.modes import Outcome, crash_hook, lr_warmup_steps, make_rank_trainer
+from bench.job.modes import RankOutcome, crash_hook, lr_warmup_steps, make_rank_trainer
 
 
-def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) -> Outcome:
+def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) -> RankOutcome:
     import numpy as np
 
     from bench.input.pipelines import skipped_count
@@ -98,7 +98,7 @@ def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) ->
     details["fit"]["validation_dataset"] = dict(val_source.description)
     details["fit"]["skipped_train_examples"] = skipped_count(train_data)
     details["fit"]["wall_s"] = time.time() - started
-    return Outcome(
+    return RankOutcome(
         times=times,
         details=details,
         losses=None,

@@ -23,13 +23,13 @@ from bench.contract import results
 from bench.contract.config import RunConfig
 from bench.job.fit_mode import run_fit_mode
 from bench.job.inputs import InputError, check_inputs
-from bench.job.modes import Outcome, dump_weights, run_pipeline, run_synthetic, run_train
+from bench.job.modes import RankOutcome, dump_weights, run_pipeline, run_synthetic, run_train
 from bench.job.record import assemble, failure
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-def execute(config: RunConfig, engine: Any, device: str, *, run_id: str) -> Outcome:
+def execute(config: RunConfig, engine: Any, device: str, *, run_id: str) -> RankOutcome:
     if config.mode == "synthetic":
         return run_synthetic(config, engine, device)
     if config.mode == "pipeline":
@@ -39,7 +39,7 @@ def execute(config: RunConfig, engine: Any, device: str, *, run_id: str) -> Outc
     return run_fit_mode(config, engine, device, run_id=run_id)
 
 
-def run_job(
+def run_rank(
     config: RunConfig, engine: Any, device: str, *, run_id: str, started_at: str
 ) -> dict[str, Any] | None:
     """Every rank runs this; rank 0 returns the result document, the others None."""
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every rank must agree on the run's identity: rank 0's.
     run_id, started_at = engine.broadcast_object((run_id, started_at))
     try:
-        result = run_job(config, engine, device, run_id=run_id, started_at=started_at)
+        result = run_rank(config, engine, device, run_id=run_id, started_at=started_at)
     except InputError as error:
         print(f"bench.run: error: {error}", file=sys.stderr)
         if engine.rank == 0:

@@ -1,6 +1,6 @@
 """The measuring modes every rank runs: synthetic, train and pipeline (fit: `fit_mode`).
 
-Each returns this rank's `Outcome`; `bench.job.main` gathers them to rank 0.
+Each returns this rank's `RankOutcome`; `bench.job.main` gathers them to rank 0.
 Test-only hooks (environment): CHEXBENCH_TEST_WEIGHTS_DIR=D makes every rank write
 D/weights-rank<R>.json (its trainable weights' checksum) after the run;
 CHEXBENCH_TEST_CRASH=RANK:STEP makes that rank exit abruptly before that step.
@@ -66,7 +66,7 @@ def dump_weights(trainer: Any, rank: int) -> None:
 
 
 @dataclass
-class Outcome:
+class RankOutcome:
     """One rank's share of the result: gathered to rank 0 afterwards."""
 
     times: timing.StepTimes
@@ -136,7 +136,7 @@ def timed_training(
     return times, losses
 
 
-def run_synthetic(config: RunConfig, engine: Any, device: str) -> Outcome:
+def run_synthetic(config: RunConfig, engine: Any, device: str) -> RankOutcome:
     import tensorflow as tf
 
     trainer = make_rank_trainer(config, engine)
@@ -158,7 +158,7 @@ def run_synthetic(config: RunConfig, engine: Any, device: str) -> Outcome:
 
     times, losses = timed_training(config, engine, trainer, batches(), images_in_split=0)
     times.time_to_first_batch_s = created_s
-    return Outcome(
+    return RankOutcome(
         times=times,
         losses=losses,
         trainer=trainer,
@@ -171,7 +171,7 @@ def run_synthetic(config: RunConfig, engine: Any, device: str) -> Outcome:
     )
 
 
-def run_train(config: RunConfig, engine: Any, device: str) -> Outcome:
+def run_train(config: RunConfig, engine: Any, device: str) -> RankOutcome:
     from bench.input.pipelines import skipped_count
 
     source = make_source(config, config.split)
@@ -183,7 +183,7 @@ def run_train(config: RunConfig, engine: Any, device: str) -> Outcome:
         config, engine, trainer, batches, images_in_split=source.num_examples
     )
     times.time_to_first_batch_s = first_batch_s
-    return Outcome(
+    return RankOutcome(
         times=times,
         losses=losses,
         trainer=trainer,
@@ -193,7 +193,7 @@ def run_train(config: RunConfig, engine: Any, device: str) -> Outcome:
     )
 
 
-def run_pipeline(config: RunConfig, engine: Any, device: str) -> Outcome:
+def run_pipeline(config: RunConfig, engine: Any, device: str) -> RankOutcome:
     from bench.measure.probe import probe
 
     source = make_source(config, config.split)
@@ -220,7 +220,7 @@ def run_pipeline(config: RunConfig, engine: Any, device: str) -> Outcome:
         first_step_at=started_at,
         time_to_first_batch_s=measured["time_to_first_batch_s"],
     )
-    return Outcome(
+    return RankOutcome(
         times=times,
         dataset=dict(source.description),
         details={"probe": measured},

@@ -15,7 +15,7 @@ from bench.contract.config import RunConfig, config_dict
 from bench.job import timing
 
 if TYPE_CHECKING:
-    from bench.job.modes import Outcome
+    from bench.job.modes import RankOutcome
 
 
 def cell_of(
@@ -38,7 +38,7 @@ def assemble(
     config: RunConfig,
     engine: Any,
     device: str,
-    outcome: Outcome,
+    outcome: RankOutcome,
     telemetry_nodes: Sequence[Any],
     environment: dict[str, Any],
     base: dict[str, Any],
