@@ -3,7 +3,7 @@
 distribution computed once; a difference of two runs pairs their draws index by index,
 independent when their seeds differ).
 
-No SciPy: the two-sided 95% t quantiles are tabulated (df 1-30; beyond, 1.96 is within 2%).
+Student's t quantiles are reports.stats' (one table for the whole report).
 """
 
 from __future__ import annotations
@@ -14,13 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CONFIDENCE = 0.95
-# t_{0.975, df}, df = 1..30.
-T_975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
+from reports.stats import t_quantile
+
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 20171114  # fixed: the same results give the same report
 BOOTSTRAP_CHUNK = 100
@@ -36,12 +31,6 @@ class Interval:
 
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
-
-
-def t_quantile(df: float) -> float:
-    """Two-sided 95% Student t quantile; fractional df (Welch) rounds down (conservative)."""
-    whole = max(1, int(math.floor(df)))
-    return T_975[whole - 1] if whole <= len(T_975) else 1.96
 
 
 def mean_interval(values: Sequence[float]) -> Interval | None:

@@ -19,6 +19,7 @@ from reports.accuracy import FitRun
 from reports.frame import CELL_KEYS, runs_frame
 from reports.load import load_results_sets
 from reports.reference import CHEXNET_AUROC, CHEXNET_MEAN_AUROC
+from reports.stats import t_quantile
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -168,8 +169,10 @@ def test_same_learning_from_repeats_is_welch() -> None:
     one, four = cell(1, [0.80, 0.82, 0.84]), cell(4, [0.70, 0.71, 0.72])
     item = accuracy.compare("gpus", one, four)
     # Means 0.82 and 0.71; variances 4e-4 and 1e-4 over 3: se^2 = 1.667e-4; Welch df =
-    # (1.667e-4)^2 / ((1.333e-4)^2/2 + (3.333e-5)^2/2) = 2.94 -> t(2) = 4.303.
-    half = 4.303 * math.sqrt(4e-4 / 3 + 1e-4 / 3)
+    # (1.667e-4)^2 / ((1.333e-4)^2/2 + (3.333e-5)^2/2) = 2.94.
+    df = (5e-4 / 3) ** 2 / ((4e-4 / 3) ** 2 / 2 + (1e-4 / 3) ** 2 / 2)
+    assert df == pytest.approx(2.94, abs=0.01)
+    half = t_quantile(df) * math.sqrt(4e-4 / 3 + 1e-4 / 3)
     assert item.difference == pytest.approx(-0.11)
     assert item.interval == pytest.approx((-0.11 - half, -0.11 + half))
     assert item.verdict.startswith("lower") and "Welch" in item.method
