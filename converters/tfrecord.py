@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import math
 import multiprocessing
 import os
@@ -31,7 +32,15 @@ from typing import Any
 from converters import features
 from converters.chestxray import ChestXray14, DatasetError, ImageRecord, read_chestxray14
 from converters.labels import LABELS
-from converters.manifest import Manifest, manifest_path, write_manifest
+from converters.lock import LOCK_NAME, exclusive
+from converters.manifest import (
+    Manifest,
+    ManifestError,
+    load_manifest,
+    manifest_path,
+    write_manifest,
+)
+from converters.resume import ResumeMismatchError, check_resume, record_options
 from converters.shards import (
     JOURNAL_DIR,
     PARTIAL_SUFFIX,
@@ -231,6 +240,51 @@ def missing_images(dataset: ChestXray14, splits: Sequence[str]) -> list[dict[str
                 }
             )
     return entries
+
+
+def rejected_rows(dataset: ChestXray14, splits: Sequence[str]) -> list[dict[str, Any]]:
+    """CSV rows that were not converted because they do not parse, as skip entries.
+
+    A row is counted for the requested splits when its image is in one of their split lists,
+    or when it cannot be placed (no file name, or in neither list).
+    """
+    wanted_train_val = bool({"train", "val"} & set(splits))
+    reasons = dict(dataset.summary.bad_rows)
+    entries = []
+    for row, filename in dataset.summary.bad_row_files:
+        if filename in dataset.test:
+            group: str | None = "test" if "test" in splits else None
+        elif filename in dataset.train_val:
+            group = "train/val" if wanted_train_val else None
+        else:
+            group = "unknown"
+        if group is not None:
+            entries.append(
+                {
+                    "split": group,
+                    "filename": filename,
+                    "row": row,
+                    "reason": f"CSV row rejected: {reasons[row]}",
+                }
+            )
+    return entries
+
+
+def _refuse_skips_under_strict(
+    dataset: ChestXray14, missing: list[dict[str, Any]], rejected: list[dict[str, Any]]
+) -> None:
+    if missing:
+        first = missing[0]
+        raise StrictModeError(
+            f"{dataset.csv_path}, row {first['row']}: {first['filename']} is "
+            f"listed but missing on disk ({len(missing)} missing; --strict)"
+        )
+    if rejected:
+        first = rejected[0]
+        raise StrictModeError(
+            f"{dataset.csv_path}, row {first['row']}: {first['reason']} "
+            f"({len(rejected)} rejected row(s); --strict)"
+        )
 
 
 # --- the output folder ---------------------------------------------------------------------
@@ -494,6 +548,8 @@ def build_manifest_document(
             "cpu_count": os.cpu_count(),
         },
         "skipped": missing + [entry for r in ordered for entry in r.skipped],
+        # Stored, but the file is not the format its name says (e.g. a JPEG named .png).
+        "misnamed": [entry for r in ordered for entry in r.misnamed],
     }
 
 
@@ -510,19 +566,64 @@ def convert(options: ConversionOptions) -> Manifest:
     started = time.perf_counter()
     dataset = read_chestxray14(Path(options.source))
     missing = missing_images(dataset, options.splits)
-    if options.strict and missing:
-        first = missing[0]
-        raise StrictModeError(
-            f"{dataset.csv_path}, row {first['row']}: {first['filename']} is "
-            f"listed but missing on disk ({len(missing)} missing; --strict)"
-        )
+    rejected = rejected_rows(dataset, options.splits)
+    if options.strict:
+        _refuse_skips_under_strict(dataset, missing, rejected)
     tasks = plan_tasks(dataset, options)
     if not tasks:
         raise DatasetError(
             f"no images on disk for the requested splits ({', '.join(options.splits)})",
             path=Path(options.source),
         )
+    if options.out.exists() and not options.out.is_dir():
+        raise ValueError(f"{options.out}: exists and is not a folder")
+    # One preparer at a time per OUT: a second waits, then finds the first one's work.
+    with exclusive(options.out / LOCK_NAME, what=f"the conversion in {options.out}"):
+        finished = _finished_conversion(options, tasks) if options.resume else None
+        if finished is not None:
+            return finished
+        return _convert_locked(
+            options, dataset=dataset, tasks=tasks, skipped=missing + rejected, started=started
+        )
+
+
+def _finished_conversion(options: ConversionOptions, tasks: list[ShardTask]) -> Manifest | None:
+    """Under --resume: refuse other options; return OUT's manifest, untouched, when it is
+    already this very conversion, complete (every planned shard journaled and intact)."""
+    try:
+        document = json.loads(manifest_path(options.out).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        document = None
+    check_resume(
+        options.out,
+        JOURNAL_DIR,
+        document if isinstance(document, dict) else None,
+        options.to_dict(),
+    )
+    if document is None:
+        return None
+    try:
+        manifest = load_manifest(options.out)
+    except ManifestError:
+        return None
+    listed = {shard.file for split in manifest.splits for shard in manifest.shards[split]}
+    if listed != {task.file for task in tasks}:
+        return None
+    if not all(reusable_result(task) for task in tasks):
+        return None
+    return manifest
+
+
+def _convert_locked(
+    options: ConversionOptions,
+    *,
+    dataset: ChestXray14,
+    tasks: list[ShardTask],
+    skipped: list[dict[str, Any]],
+    started: float,
+) -> Manifest:
     prepare_output(options, {task.file for task in tasks})
+    record_options(options.out, JOURNAL_DIR, options.to_dict())
     reused = [found for task in tasks if (found := reusable_result(task))] if options.resume else []
     reused_files = {result.file for result in reused}
     to_write = [task for task in tasks if task.file not in reused_files]
@@ -537,7 +638,7 @@ def convert(options: ConversionOptions) -> Manifest:
         options=options,
         dataset=dataset,
         results=reused + written,
-        missing=missing,
+        missing=skipped,
         wall_seconds=time.perf_counter() - started,
         workers=workers,
     )
@@ -581,6 +682,14 @@ def summary_lines(manifest: Manifest) -> list[str]:
         )
         more = f" ... and {len(manifest.skipped) - 5} more" if len(manifest.skipped) > 5 else ""
         lines.append(f"  WARNING: {len(manifest.skipped)} image(s) skipped: {shown}{more}")
+    misnamed = manifest.data.get("misnamed") or []
+    if misnamed:
+        shown = "; ".join(f"{entry['filename']}: {entry['reason']}" for entry in misnamed[:5])
+        more = f" ... and {len(misnamed) - 5} more" if len(misnamed) > 5 else ""
+        lines.append(
+            f"  WARNING: {len(misnamed)} image(s) not in the format their name says "
+            f"(stored; --strict refuses them): {shown}{more}"
+        )
     return lines
 
 
@@ -682,7 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = options_from_args(args)
         options.validate()
         manifest = convert(options)
-    except (OutputExistsError, DatasetError, ValueError) as error:
+    except (OutputExistsError, ResumeMismatchError, DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except StrictModeError as error:
