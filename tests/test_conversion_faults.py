@@ -182,3 +182,57 @@ def test_a_jpeg_named_png_is_recorded_warned_and_strict_fails(
     assert _convert(str(source), str(tmp_path / "strict"), "--strict") == 1
     err = capsys.readouterr().err
     assert record.filename in err and "JPEG" in err and "--strict" in err
+
+
+# --- fault 10: converters.verify was one process, record by record, silent ----------------
+
+
+def test_verify_checks_shards_in_parallel_with_the_same_report(
+    records_png: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from converters import features
+    from converters import verify as verify_module
+
+    damaged = tmp_path / "records"
+    shutil.copytree(records_png, damaged)
+    for shard_file in (features.shard_name("train", 1, 3), features.shard_name("test", 2, 3)):
+        data = (damaged / shard_file).read_bytes()
+        (damaged / shard_file).write_bytes(data[: len(data) - 50])
+    serial = verify(damaged, workers=1)
+    parallel = verify(damaged, workers=2)
+    assert not serial.ok
+    assert parallel.problems == serial.problems
+    assert (parallel.records_read, parallel.images_decoded, parallel.shards_checked) == (
+        serial.records_read,
+        serial.images_decoded,
+        serial.shards_checked,
+    )
+
+    # By default every core checks shards once the conversion is big enough to pay for it.
+    used: list[int] = []
+    real_run_checks = verify_module.run_checks
+
+    def spy(tasks, *, workers, progress):  # type: ignore[no-untyped-def]
+        used.append(workers)
+        return real_run_checks(tasks, workers=workers, progress=progress)
+
+    monkeypatch.setattr(verify_module, "run_checks", spy)
+    monkeypatch.setattr(verify_module, "default_workers", lambda: 2)
+    monkeypatch.setattr(verify_module, "POOL_MIN_RECORDS", 1)
+    assert verify(records_png).ok
+    assert used == [2]
+
+
+def test_verify_shows_progress(records_png: Path, subprocess_env: dict[str, str]) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "converters.verify", str(records_png), "--workers", "2"],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stderr
+    total = load_manifest(records_png).stats["images"]
+    assert "verifying: 100%" in shown.stderr and f"{total}/{total}" in shown.stderr
