@@ -1,0 +1,58 @@
+"""Faults a hostile user met when reading prepared data (issue 14), reproduced as they met it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench import run
+from bench.results import find_results, load_result
+
+TINY = ["--image-size", "32", "--batch-per-gpu", "2", "--telemetry-period-s", "0.2"]
+
+
+@pytest.fixture(autouse=True)
+def _one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHEXBENCH_ENGINE", "single")
+    for name in ("CHEXBENCH_TEST_CRASH", "HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _pipeline_run(records: Path, out: Path, *extra: str) -> int:
+    return run.main(
+        [
+            *("--model", "resnet50", "--mode", "pipeline", "--data-format", "tfrecord"),
+            *("--records-dir", str(records), "--pipeline", "tuned", "--split", "val"),
+            *("--steps", "2", "--warmup-steps", "1", "--output-dir", str(out)),
+            *extra,
+            *TINY,
+        ]
+    )
+
+
+# --- fault 5: the manifest's record count was trusted over the shard -----------------------
+
+
+@pytest.mark.parametrize("change", [-1, +1])
+def test_a_manifest_count_that_disagrees_with_the_shard_fails_the_run(
+    records_png: Path, tmp_path: Path, change: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = shutil.copytree(records_png, tmp_path / "records")
+    path = records / "manifest.json"
+    document = json.loads(path.read_text())
+    shard = document["splits"]["val"]["shards"][0]
+    holds = shard["records"]
+    shard["records"] += change
+    document["splits"]["val"]["records"] += change
+    path.write_text(json.dumps(document))
+
+    out = tmp_path / "out"
+    assert _pipeline_run(records, out, "--skip-bad") != 0
+    [result_path] = find_results(out)
+    message = load_result(result_path)["error"]["message"]
+    assert shard["file"] in message
+    assert f"holds {holds} records where its manifest lists {holds + change}" in message
+    assert shard["file"] in capsys.readouterr().err
