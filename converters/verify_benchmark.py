@@ -2,8 +2,8 @@
 
 Per round, interleaved: convert a synthetic set (or `--source`), verify it with one process,
 verify it with `--workers` processes. Prints each row's median records/s with every round's
-figure and the load average; asserts nothing. Wall-clock as a user runs each command
-(starting TensorFlow in every verify worker included).
+figure and the load average; asserts nothing. Wall-clock as a user runs each command: the
+verifies run as `python -m converters.verify` (starting TensorFlow included).
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from converters.manifest import load_manifest
 from converters.synth import generate
 from converters.tfrecord import ConversionOptions, convert, default_workers
-from converters.verify import verify
 
 
 def _timed(action: Callable[[], int]) -> float:
@@ -26,6 +28,16 @@ def _timed(action: Callable[[], int]) -> float:
     started = time.perf_counter()
     records = action()
     return records / (time.perf_counter() - started)
+
+
+def _verify_command(out: Path, workers: int) -> int:
+    argv = [sys.executable, "-m", "converters.verify", str(out), "--quiet"]
+    done = subprocess.run(
+        [*argv, "--workers", str(workers)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"verify failed: {done.stderr[-2000:]}")
+    return load_manifest(out).stats["images"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for _ in range(args.repeats):
             names = list(rows)
             rows[names[0]].append(_timed(lambda: convert(options).stats["images"]))
-            rows[names[1]].append(_timed(lambda: verify(out, workers=1).records_read))
-            rows[names[2]].append(_timed(lambda: verify(out, workers=args.workers).records_read))
+            rows[names[1]].append(_timed(lambda: _verify_command(out, 1)))
+            rows[names[2]].append(_timed(lambda: _verify_command(out, args.workers)))
     what = f"{args.encoding}" + (f" {args.resize} px" if args.resize else " source size")
     print(f"records/s, {what}, {args.repeats} round(s) interleaved; load {os.getloadavg()}")
     for name, rates in rows.items():

@@ -56,3 +56,51 @@ def test_a_manifest_count_that_disagrees_with_the_shard_fails_the_run(
     assert shard["file"] in message
     assert f"holds {holds} records where its manifest lists {holds + change}" in message
     assert shard["file"] in capsys.readouterr().err
+
+
+# --- fault 3 (data-cache half): two sweeps preparing one synthetic set ---------------------
+
+PREPARE = """
+import sys
+from pathlib import Path
+from bench.plan import parse_sweep
+from bench.prepare import ensure_synthetic
+text = "name: a\\nbase: {synthetic: {images: 600, size: 128, seed: 4}, mode: pipeline}\\n"
+sweep = parse_sweep(text, source="sweep.yaml", data_cache=Path(sys.argv[1]))
+print(ensure_synthetic(sweep, progress=False))
+"""
+
+
+def test_two_sweeps_sharing_the_data_cache_prepare_one_set_in_turn(
+    tmp_path: Path, subprocess_env: dict[str, str]
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+
+    from converters.chestxray import read_chestxray14
+
+    cache = tmp_path / "cache"
+    argv = [sys.executable, "-c", PREPARE, str(cache)]
+    first = subprocess.Popen(
+        argv, env=subprocess_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(cache.glob("synthetic-*/images_*/images/*.png")):  # half-made
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    second = subprocess.run(argv, env=subprocess_env, capture_output=True, text=True, timeout=300)
+    first_out, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 0, second.stderr
+    assert "waiting for the synthetic data set" in second.stderr and "pid" in second.stderr
+    folder = Path(first_out.strip())
+    assert Path(second.stdout.strip()) == folder
+    data = read_chestxray14(folder)
+    assert data.summary.images_found == 600 and not data.summary.listed_missing
+    for record in data.records:
+        with Image.open(record.path) as image:
+            image.verify()
