@@ -104,3 +104,38 @@ def test_two_sweeps_sharing_the_data_cache_prepare_one_set_in_turn(
     for record in data.records:
         with Image.open(record.path) as image:
             image.verify()
+
+
+# --- fault 11: bad data that stops a run was a 34-line traceback --------------------------
+
+
+def test_bad_data_stopping_a_run_is_stated_plainly(
+    synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from converters.chestxray import read_chestxray14
+
+    root = shutil.copytree(synth_root, tmp_path / "data")
+    bad = read_chestxray14(root).split("val", val_fraction=0.3)[0]
+    bad.path.write_bytes(b"not a png")
+    out = tmp_path / "out"
+    code = run.main(
+        [
+            *("--model", "resnet50", "--mode", "pipeline", "--data-format", "raw"),
+            *("--data-dir", str(root), "--pipeline", "tuned", "--split", "val"),
+            *("--val-fraction", "0.3", "--steps", "2", "--warmup-steps", "1"),
+            *("--output-dir", str(out)),
+            *TINY,
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    expected = f"bad data: {bad.path}: could not be read or decoded as an image. What to do: "
+    assert last.startswith(f"bench.run: {expected}"), last
+    assert "skip_bad" in last
+    assert "Traceback" in err and "InvalidArgumentError" in err  # kept, before the cause
+    [result_path] = find_results(out)
+    error = load_result(result_path)["error"]
+    assert error["message"].startswith(expected), error["message"]
+    assert "function_node" not in error["message"]
+    assert "InvalidArgumentError" in error["log_tail"]
