@@ -140,16 +140,3 @@ def load_image(
     return EncodedImage(
         encoded, gray.height, gray.width, 1, len(data), copied=False, source_format=source_format
     )
-
-
-def decode_stored(
-    data: bytes, *, encoding: str, height: int, width: int, channels: int = 1
-) -> np.ndarray:
-    """Decode a record's image bytes with PIL to a uint8 [height, width] array (tools, tests)."""
-    if encoding == "raw":
-        expected = height * width * channels
-        if len(data) != expected:
-            raise ValueError(f"raw image has {len(data)} bytes, expected {expected}")
-        return np.frombuffer(data, dtype=np.uint8).reshape(height, width)
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(to_grayscale(image))

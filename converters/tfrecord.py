@@ -10,7 +10,6 @@ docs/tfrecord.md for the record schema and the manifest fields.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import math
 import multiprocessing
@@ -18,19 +17,18 @@ import os
 import queue
 import re
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from converters import features
 from converters.chestxray import ChestXray14, DatasetError, ImageRecord, read_chestxray14
+from converters.children import die_with_parent
 from converters.labels import LABELS
 from converters.lock import LOCK_NAME, exclusive
 from converters.manifest import (
@@ -38,6 +36,7 @@ from converters.manifest import (
     ManifestError,
     load_manifest,
     manifest_path,
+    utc_now,
     write_manifest,
 )
 from converters.resume import ResumeMismatchError, check_resume, record_options
@@ -340,7 +339,6 @@ def prepare_output(options: ConversionOptions, planned_files: set[str]) -> None:
 
 _progress_queue: Any = None
 _parent_pid: int | None = None
-_PR_SET_PDEATHSIG = 1
 
 
 class ParentGoneError(RuntimeError):
@@ -354,21 +352,7 @@ def _init_worker(progress_queue: Any, parent_pid: int | None) -> None:
     _progress_queue = progress_queue
     _parent_pid = parent_pid
     if parent_pid is not None:
-        _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel end this worker when the converting process dies (a worker
-    idle on the task queue would otherwise wait forever: its siblings keep the pipe open)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != _parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
+        die_with_parent(parent_pid)
 
 
 def _pool_write_shard(task: ShardTask) -> ShardResult:
@@ -480,10 +464,6 @@ def run_tasks(tasks: list[ShardTask], *, workers: int, progress: _Progress) -> l
 # --- the manifest --------------------------------------------------------------------------
 
 
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def build_manifest_document(
     *,
     options: ConversionOptions,
@@ -510,7 +490,7 @@ def build_manifest_document(
     return {
         "format_version": features.FORMAT_VERSION,
         "kind": "chexbench-tfrecord",
-        "created_at": _utc_now(),
+        "created_at": utc_now(),
         "encoding": options.encoding,
         "compression": options.compression,
         "image_size": options.resize,

@@ -42,8 +42,9 @@ def parser() -> argparse.ArgumentParser:
 def run(results: Sequence[Path], out: Path | None) -> tuple[list[Path], list[str]]:
     """Load, build and write the report; returns the files written and one line per result
     file that could not be read. Raises ReportInputError."""
-    from reports.build import build_report, write_report
+    from reports.build import build_report
     from reports.load import ReportInputError, load_results_sets, unreadable_files
+    from reports.write import write_report
 
     if out is None:
         if len(results) > 1:

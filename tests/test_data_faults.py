@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import run
-from bench.results import find_results, load_result
+from bench.contract.results import find_results, load_result
 
 TINY = ["--image-size", "32", "--batch-per-gpu", "2", "--telemetry-period-s", "0.2"]
 
@@ -63,8 +63,8 @@ def test_a_manifest_count_that_disagrees_with_the_shard_fails_the_run(
 PREPARE = """
 import sys
 from pathlib import Path
-from bench.plan import parse_sweep
-from bench.prepare import ensure_synthetic
+from bench.sweep.load import parse_sweep
+from bench.sweep.prepare import ensure_synthetic
 text = "name: a\\nbase: {synthetic: {images: 600, size: 128, seed: 4}, mode: pipeline}\\n"
 sweep = parse_sweep(text, source="sweep.yaml", data_cache=Path(sys.argv[1]))
 print(ensure_synthetic(sweep, progress=False))

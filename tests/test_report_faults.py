@@ -9,7 +9,13 @@ from pathlib import Path
 import golden_writer
 import pytest
 
-from bench.results import failure_result, find_results, load_result, new_run_id, write_result
+from bench.contract.results import (
+    failure_result,
+    find_results,
+    load_result,
+    new_run_id,
+    write_result,
+)
 from reports.__main__ import main
 
 GOLDEN = Path(__file__).parent / "golden" / golden_writer.SWEEP_NAME
