@@ -15,17 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.contract.results import ERROR_LINE, TRACEBACK_FRAME
 from reports.format import NA, Table, describe_cell
 from reports.load import ResultsSet
 
 LOG_TAIL_LINES = 12
-# Lines of a log that say why it failed: exceptions, "error:"/"failed:" lines, crashes.
-_EXPLAINING = re.compile(
-    r"\b\w*(Error|Exception)\b|\berror:|\bfailed\b|\bcrash|\bbad data\b|\bKilled\b",
-    re.IGNORECASE,
-)
-# Launcher noise that matches the pattern but explains nothing about the rank.
-_LAUNCHER_FRAME = re.compile(r'^\s*(File "|Traceback \(most recent call last\))')
 EXPLAINING_LINES = 8
 SUPERSEDED = "superseded"
 UNREADABLE = "unreadable"
@@ -123,7 +117,7 @@ def log_excerpt(log: str) -> str:
     head, tail = lines[:-LOG_TAIL_LINES], lines[-LOG_TAIL_LINES:]
     explaining: list[str] = []
     for line in head:
-        explains = _EXPLAINING.search(line) and not _LAUNCHER_FRAME.match(line)
+        explains = ERROR_LINE.search(line) and not TRACEBACK_FRAME.match(line)
         if explains and line not in explaining and line not in tail:
             explaining.append(line)
     explaining = explaining[-EXPLAINING_LINES:]

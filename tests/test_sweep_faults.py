@@ -38,3 +38,31 @@ def test_sweep_validation_lists_every_problem_in_one_run(
     assert "gpus 4 is more than 1 process(es)" in text
     assert "4 problems in the sweep" in text, text
     assert not (tmp_path / "r").exists()
+
+
+# --- fault 7 (the sweep's half): a rank's error line cut off by the launcher's traceback ---
+
+
+def test_the_failure_log_tail_keeps_the_ranks_error_lines(tmp_path: Path) -> None:
+    from bench.sweep.execute import LOG_TAIL_CHARS, log_tail
+
+    log = tmp_path / "run-0.log"
+    launcher = "".join(
+        f'  File "/venv/lib/horovod/runner/launch.py", line {n}, in run_controller\n'
+        for n in range(200)
+    )
+    log.write_text(
+        "[1,0]<stdout>:bench.run: rank 0 of 2: building the dataset\n"
+        "[1,0]<stderr>:bench.run: rank 0 crashing before step 0 (test hook)\n"
+        "Traceback (most recent call last):\n"
+        + launcher
+        + "RuntimeError: Horovod detected that one or more processes exited with non-zero "
+        "status\n"
+    )
+    assert log.stat().st_size > 3 * LOG_TAIL_CHARS
+    tail = log_tail(log)
+    first, dots = tail.splitlines()[:2]
+    assert first == "[1,0]<stderr>:bench.run: rank 0 crashing before step 0 (test hook)"
+    assert dots == "..."
+    assert tail.endswith("exited with non-zero status\n")
+    assert "building the dataset" not in tail  # only the lines that explain the failure
