@@ -13,7 +13,7 @@ import pandas as pd
 
 from reports import analysis, tables
 from reports.document import Report, Section
-from reports.failures import failed_runs, failures_table, pending_table
+from reports.failures import Failure, failed_runs, failures_table, pending_table
 from reports.format import Table, common_settings, describe_cell, fmt_pct, fmt_rate
 from reports.frame import NA_KEY, cells_frame, runs_frame
 from reports.load import ResultsSet
@@ -65,7 +65,7 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
     return Report(
         title="chexbench report: " + ", ".join(one.label for one in sets),
         period=_period(runs),
-        highlights=tuple(_highlights(cells, runs, conversions)),
+        highlights=tuple(_highlights(cells, runs, conversions, failed)),
         environment=environment_table(sets),
         sweep_files=tuple((s.label, s.sweep_yaml) for s in sets if s.sweep_yaml),
         common_settings=common_settings(cells),
@@ -184,7 +184,10 @@ def _period(runs: pd.DataFrame) -> str:
 
 
 def _highlights(
-    cells: pd.DataFrame, runs: pd.DataFrame, conversions: dict[tuple[str, str], dict[str, Any]]
+    cells: pd.DataFrame,
+    runs: pd.DataFrame,
+    conversions: dict[tuple[str, str], dict[str, Any]],
+    failures: Sequence[Failure],
 ) -> list[str]:
     """A few sentences a reader should see first; each points at its table."""
     lines: list[str] = []
@@ -218,9 +221,28 @@ def _highlights(
             f"The conversion {fastest['conversion_name']} pays for itself after "
             f"{fastest['epochs']:,.1f} epochs at best ({where})."
         )
-    failed = int((runs["status"] != "ok").sum())
-    if failed:
-        lines.append(f"{failed} of {len(runs)} runs failed or timed out (see Failures).")
+    lines += _failure_highlights(failures, total=len(runs))
+    return lines
+
+
+def _failure_highlights(failures: Sequence[Failure], *, total: int) -> list[str]:
+    """How many runs failed for good, how many a later ok run superseded, and how many
+    result files could not be read."""
+    runs = [f for f in failures if not f.unreadable]
+    standing = [f for f in runs if not f.superseded]
+    unreadable = [f for f in failures if f.unreadable]
+    lines = []
+    superseded = len(runs) - len(standing)
+    later = f" ({superseded} more superseded by a later ok run)" if superseded else ""
+    if standing:
+        lines.append(f"{len(standing)} of {total} runs failed or timed out{later} (see Failures).")
+    elif superseded:
+        lines.append(f"Every failed run was re-run: {superseded} superseded by a later ok run.")
+    if unreadable:
+        lines.append(
+            f"{len(unreadable)} result file(s) could not be read and are left out "
+            "(see Failures)."
+        )
     return lines
 
 

@@ -40,6 +40,14 @@ class Failure:
     log_tail: str
     path: str
 
+    @property
+    def superseded(self) -> bool:
+        return SUPERSEDED in self.status
+
+    @property
+    def unreadable(self) -> bool:
+        return self.status.startswith(UNREADABLE)
+
 
 def failed_runs(sets: Sequence[ResultsSet]) -> list[Failure]:
     """Every failed or timed-out run, then every unreadable result file, in stable order."""

@@ -130,4 +130,6 @@ def test_superseded_failures_are_marked_and_the_ranks_error_lines_shown(
     assert f"{failed_doc['status']}, superseded by a later ok run" in failures
     assert failures.count("superseded") == 2  # in the table and above its log excerpt
     assert "rank 0 crashing before step 0" in failures
+    summary = (sweep / "report.md").read_text(encoding="utf-8").split("## Failures")[0]
+    assert "(1 more superseded by a later ok run)" in summary
     assert "Exit code: 3" in failures  # the tail is still shown
