@@ -51,6 +51,7 @@ from converters.shards import (
     reusable_result,
     write_shard,
 )
+from converters.skips import missing_images, refuse_skips_under_strict, rejected_rows
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Bytes per stored pixel, to size shards for --target-shard-mb before anything is encoded.
@@ -210,80 +211,6 @@ def plan_tasks(dataset: ChestXray14, options: ConversionOptions) -> list[ShardTa
                 )
             )
     return tasks
-
-
-def missing_images(dataset: ChestXray14, splits: Sequence[str]) -> list[dict[str, Any]]:
-    """Images the CSV lists for the requested splits that are not on disk, as skip entries.
-
-    train and val are divided by patient inside the data layer, so a missing train_val image
-    is reported as split "train/val".
-    """
-    wanted_train_val = bool({"train", "val"} & set(splits))
-    entries = []
-    for record in dataset.records:
-        if record.path is not None:
-            continue
-        if record.filename in dataset.test:
-            group = "test" if "test" in splits else None
-        elif record.filename in dataset.train_val:
-            group = "train/val" if wanted_train_val else None
-        else:
-            group = None
-        if group is not None:
-            entries.append(
-                {
-                    "split": group,
-                    "filename": record.filename,
-                    "row": record.row,
-                    "reason": "listed in the CSV but missing on disk",
-                }
-            )
-    return entries
-
-
-def rejected_rows(dataset: ChestXray14, splits: Sequence[str]) -> list[dict[str, Any]]:
-    """CSV rows that were not converted because they do not parse, as skip entries.
-
-    A row is counted for the requested splits when its image is in one of their split lists,
-    or when it cannot be placed (no file name, or in neither list).
-    """
-    wanted_train_val = bool({"train", "val"} & set(splits))
-    reasons = dict(dataset.summary.bad_rows)
-    entries = []
-    for row, filename in dataset.summary.bad_row_files:
-        if filename in dataset.test:
-            group: str | None = "test" if "test" in splits else None
-        elif filename in dataset.train_val:
-            group = "train/val" if wanted_train_val else None
-        else:
-            group = "unknown"
-        if group is not None:
-            entries.append(
-                {
-                    "split": group,
-                    "filename": filename,
-                    "row": row,
-                    "reason": f"CSV row rejected: {reasons[row]}",
-                }
-            )
-    return entries
-
-
-def _refuse_skips_under_strict(
-    dataset: ChestXray14, missing: list[dict[str, Any]], rejected: list[dict[str, Any]]
-) -> None:
-    if missing:
-        first = missing[0]
-        raise StrictModeError(
-            f"{dataset.csv_path}, row {first['row']}: {first['filename']} is "
-            f"listed but missing on disk ({len(missing)} missing; --strict)"
-        )
-    if rejected:
-        first = rejected[0]
-        raise StrictModeError(
-            f"{dataset.csv_path}, row {first['row']}: {first['reason']} "
-            f"({len(rejected)} rejected row(s); --strict)"
-        )
 
 
 # --- the output folder ---------------------------------------------------------------------
@@ -548,7 +475,7 @@ def convert(options: ConversionOptions) -> Manifest:
     missing = missing_images(dataset, options.splits)
     rejected = rejected_rows(dataset, options.splits)
     if options.strict:
-        _refuse_skips_under_strict(dataset, missing, rejected)
+        refuse_skips_under_strict(dataset, missing, rejected)
     tasks = plan_tasks(dataset, options)
     if not tasks:
         raise DatasetError(
