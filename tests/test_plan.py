@@ -283,10 +283,14 @@ def test_shipped_sweeps_validate(name: str, tmp_path: Path) -> None:
     assert check(sweep, cells, environ={}, dry_run=True) == []
     assert len({cell.slug for cell in cells}) == len(cells)
     models = {cell.settings["model"] for cell in cells}
-    assert models == ({"densenet121"} if name == "default" else {"densenet121", "resnet50"})
+    assert models == {"densenet121", "resnet50"}  # the client's grid: both models
     if name == "default":
         assert 8 <= len(cells) <= 12
         assert {cell.gpus for cell in cells} == {1, 2}
+        assert {c.settings["data_format"] for c in cells if c.settings["mode"] != "synthetic"} == {
+            "raw",
+            "tfrecord",
+        }
         assert {cell.settings["mode"] for cell in cells} == {"synthetic", "pipeline", "train"}
     if name == "chexnet-poster":
         assert {cell.gpus for cell in cells} == {1, 2, 4, 8}

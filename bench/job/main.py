@@ -45,14 +45,16 @@ def run_rank(
 ) -> dict[str, Any] | None:
     """Every rank runs this; rank 0 returns the result document, the others None."""
     from bench.job import environment as environment_capture
-    from bench.job.engine import local_gpu_indices
-    from bench.job.telemetry import Telemetry
+    from bench.job.rank_gpus import telemetry_for_rank
 
-    with Telemetry(
-        enabled=engine.local_rank == 0,
+    # Every rank samples its own GPU (by UUID), local rank 0 also the host.
+    telemetry = telemetry_for_rank(
+        rank=engine.rank,
+        local_rank=engine.local_rank,
+        device=device,
         period_s=config.telemetry_period_s,
-        gpu_indices=local_gpu_indices(engine) if device == "gpu" else None,
-    ) as sampling:
+    )
+    with telemetry as sampling:
         outcome = execute(config, engine, device, run_id=run_id)
     if outcome.trainer is not None:
         dump_weights(outcome.trainer, engine.rank)

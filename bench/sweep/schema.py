@@ -26,7 +26,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ TOP_KEYS = (
     "timeout_s",
     "repeats",
     "worker",
+    "slurm",
 )
 # RunConfig fields the sweep sets itself, never the sweep file.
 RUNNER_FIELDS = ("output_dir", "sweep", "cell_id", "repeat", "extra", "records_dir")
@@ -111,8 +112,10 @@ LAUNCHER_KEYS = (
     "forward",
     "mca",
     "gpus_per_task",
+    "mpi",
     "kill_grace_s",
 )
+SLURM_KEYS = ("time_limit", "partition", "account", "qos", "job_name", "directives")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PRECISION_TAGS = {"fp32": "fp32", "mixed_float16": "fp16", "mixed_bfloat16": "bf16"}
@@ -171,8 +174,23 @@ class LauncherSpec:
     forward: tuple[str, ...] = DEFAULT_FORWARD
     mca: tuple[tuple[str, str], ...] = DEFAULT_MCA
     gpus_per_task: int | None = 1
+    # srun --mpi=...: how Horovod's ranks meet under srun (MPI through Slurm's PMIx plugin
+    # with Debian's OpenMPI; docs/run.md, "Slurm"). None: srun's default.
+    mpi: str | None = "pmix"
     # Seconds given to the job between SIGTERM and SIGKILL.
     kill_grace_s: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSpec:
+    """The `slurm:` section of a sweep file: how `--submit` asks for the allocation."""
+
+    time_limit_min: int | None = None  # None: the cells' time-outs plus a margin
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    job_name: str | None = None  # default chexbench-<sweep name>
+    directives: tuple[str, ...] = ()  # more sbatch options, e.g. "--constraint=h100"
 
 
 def default_worker() -> tuple[str, ...]:
@@ -248,6 +266,7 @@ class Sweep:
     worker: tuple[str, ...]
     data_cache: Path
     locations: Mapping[KeyPath, str]
+    slurm: BatchSpec = field(default_factory=BatchSpec)
 
     def where(self, path: KeyPath) -> str:
         """`file:line: key.path` for messages; the closest located parent if unlocated."""

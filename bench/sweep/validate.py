@@ -22,8 +22,10 @@ from bench.sweep.schema import (
     LAUNCHER_KINDS,
     MINIMUM,
     NAME_PATTERN,
+    SLURM_KEYS,
     SYNTHETIC_KEYS,
     TOP_KEYS,
+    BatchSpec,
     ConversionSpec,
     KeyPath,
     LauncherSpec,
@@ -34,6 +36,7 @@ from bench.sweep.schema import (
     parse_host,
     suggest,
 )
+from bench.sweep.slurm import parse_time_limit
 from converters.features import COMPRESSIONS, ENCODINGS
 
 
@@ -92,6 +95,7 @@ class Reader:
         timeout_s = self.number(document, "timeout_s", 3600.0, minimum=1)
         repeats = int(self.number(document, "repeats", 1, minimum=1, integer=True))
         worker = self.worker(document.get("worker"))
+        batch = self.slurm(self.mapping(document, "slurm"))
         return Sweep(
             name=name if isinstance(name, str) else "unnamed",
             source=self.source,
@@ -108,6 +112,7 @@ class Reader:
             worker=worker,
             data_cache=data_cache,
             locations=dict(self.locations),
+            slurm=batch,
         )
 
     def mapping(self, document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -229,7 +234,39 @@ class Reader:
             settings["kill_grace_s"] = self.number(
                 value, "kill_grace_s", 10.0, minimum=0, path=path
             )
+        if "mpi" in value:
+            mpi = value["mpi"]
+            if mpi is not None and not (isinstance(mpi, str) and NAME_PATTERN.match(mpi)):
+                self.problem((*path, "mpi"), f"must be an srun MPI plugin or null, got {mpi!r}")
+            settings["mpi"] = mpi
         return LauncherSpec(**settings)
+
+    def slurm(self, value: Mapping[str, Any]) -> BatchSpec:
+        """The `slurm:` section (for --submit)."""
+        path: KeyPath = ("slurm",)
+        self.unknown_keys(value, SLURM_KEYS, path)
+        settings: dict[str, Any] = {}
+        if value.get("time_limit") is not None:
+            try:
+                settings["time_limit_min"] = parse_time_limit(value["time_limit"])
+            except ValueError as error:
+                self.problem((*path, "time_limit"), str(error))
+        for key in ("partition", "account", "qos", "job_name"):
+            if value.get(key) is not None:
+                if not isinstance(value[key], str) or not value[key].strip():
+                    self.problem((*path, key), f"must be a non-empty string, got {value[key]!r}")
+                else:
+                    settings[key] = value[key]
+        if "directives" in value:
+            directives = self.strings(value["directives"], (*path, "directives"))
+            for index, directive in enumerate(directives):
+                if not directive.startswith("-"):
+                    self.problem(
+                        (*path, "directives", index),
+                        f"must be an sbatch option (--name=value), got {directive!r}",
+                    )
+            settings["directives"] = tuple(directives)
+        return BatchSpec(**settings)
 
     def hosts(self, value: Any, slots: int) -> tuple[tuple[str, int], ...]:
         if value is None:
