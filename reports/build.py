@@ -76,7 +76,7 @@ def build_report(sets: Sequence[ResultsSet], *, fit_target_auc: float | None = N
     return Report(
         title="chexbench report: " + ", ".join(one.label for one in sets),
         period=_period(runs),
-        highlights=(*conclusions.highlights(cells, runs, conversions), *fit_lines),
+        highlights=(*conclusions.highlights(cells, runs, conversions, failed), *fit_lines),
         environment=environment_table(sets),
         sweep_files=tuple((s.label, s.sweep_yaml) for s in sets if s.sweep_yaml),
         common_settings=common_settings(cells),

@@ -130,8 +130,10 @@ KeyPath = tuple[str | int, ...]
 class SweepError(ValueError):
     """Every problem found in a sweep file, each naming the file, line and key."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], *, partial: Sweep | None = None) -> None:
         self.problems = list(problems)
+        # The valid part of a sweep file with schema problems: still planned and checked.
+        self.partial = partial
         count = len(self.problems)
         super().__init__(
             f"{count} problem{'s' if count != 1 else ''} in the sweep:\n  "

@@ -66,7 +66,9 @@ class Reader:
             if key not in allowed:
                 self.problem((*path, key), f"unknown key{suggest(str(key), allowed)}")
 
-    def sweep(self, document: dict[str, Any], data_cache: Path) -> Sweep | None:
+    def sweep(self, document: dict[str, Any], data_cache: Path) -> Sweep:
+        """The sweep as read; where problems were found (self.problems), a partial one made
+        of the valid settings, for the checks that need a plan."""
         self.unknown_keys(document, TOP_KEYS, ())
         name = document.get("name")
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
@@ -77,7 +79,9 @@ class Reader:
             self.problem(("base", "synthetic"), "give either data_dir or synthetic, not both")
         if base.get("data_dir") is not None and isinstance(base["data_dir"], str):
             base["data_dir"] = str(Path(base["data_dir"]).expanduser().absolute())
-        self.cell_values(base, ("base",), allow_lists=False)
+        # Only the valid settings: with problems, the sweep is still planned and checked
+        # (capacity, conversions, data) so that one run reports every problem.
+        base = {key: values[0] for key, values in self.cell_values(base, ("base",), False).items()}
         axes = {
             key: tuple(values)
             for key, values in self.cell_values(
@@ -93,10 +97,8 @@ class Reader:
         worker = self.worker(document.get("worker"))
         batch = self.slurm(self.mapping(document, "slurm"))
         fit_target_auc = self.target(document.get("fit_target_auc"))
-        if self.problems:
-            return None
         return Sweep(
-            name=name,
+            name=name if isinstance(name, str) else "unnamed",
             source=self.source,
             document=document,
             base=base,
@@ -136,12 +138,16 @@ class Reader:
             items = value if allow_lists and isinstance(value, list) else [value]
             if allow_lists and isinstance(value, list) and not value:
                 self.problem((*path, key), "an empty list gives no cells")
+            valid = []
             for index, item in enumerate(items):
                 where = (*path, key, index) if isinstance(value, list) else (*path, key)
                 message = check_value(key, item)
                 if message:
                     self.problem(where, message)
-            checked[key] = list(items)
+                else:
+                    valid.append(item)
+            if valid:  # a bad value is reported above and left out of what is planned
+                checked[key] = valid
         return checked
 
     def rules(self, document: Mapping[str, Any], key: str) -> list[dict[str, tuple[Any, ...]]]:
