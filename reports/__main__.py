@@ -1,7 +1,8 @@
 """`python -m reports RESULTS [RESULTS ...] [--out DIR]`: report.md, report.html, figures/.
 
-Exit codes: 0 written; 2 bad usage, no results found or an unreadable file (named on
-stderr); 1 an unexpected failure (with its traceback).
+Exit codes: 0 written; 1 written, but some result files could not be read (each named on
+stderr and in the report's failures section), or an unexpected failure (with its
+traceback); 2 bad usage, or no readable result found.
 """
 
 from __future__ import annotations
@@ -35,13 +36,31 @@ def parser() -> argparse.ArgumentParser:
         help="where to write the report (default: the results folder; "
         "required with several folders)",
     )
+    result.add_argument(
+        "--fit-target-auc",
+        type=_target,
+        default=None,
+        metavar="AUC",
+        help="the target mean validation AUC for time to accuracy (default: each sweep "
+        "file's fit_target_auc)",
+    )
     return result
 
 
-def run(results: Sequence[Path], out: Path | None) -> list[Path]:
-    """Load, build and write the report; returns the files written. Raises ReportInputError."""
+def _target(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a mean AUC in (0, 1], got {text}")
+    return value
+
+
+def run(
+    results: Sequence[Path], out: Path | None, *, fit_target_auc: float | None = None
+) -> tuple[list[Path], list[str]]:
+    """Load, build and write the report; returns the files written and one line per result
+    file that could not be read. Raises ReportInputError."""
     from reports.build import build_report
-    from reports.load import ReportInputError, load_results_sets
+    from reports.load import ReportInputError, load_results_sets, unreadable_files
     from reports.write import write_report
 
     if out is None:
@@ -49,7 +68,8 @@ def run(results: Sequence[Path], out: Path | None) -> list[Path]:
             raise ReportInputError("several results folders: name the report folder with --out")
         out = results[0]
     sets = load_results_sets(results)
-    return write_report(build_report(sets), out)
+    unreadable = [f"{entry.path}: {entry.reason}" for entry in unreadable_files(sets)]
+    return write_report(build_report(sets, fit_target_auc=fit_target_auc), out), unreadable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reports.load import ReportInputError
 
     try:
-        written = run(arguments.results, arguments.out)
+        written, unreadable = run(
+            arguments.results, arguments.out, fit_target_auc=arguments.fit_target_auc
+        )
     except ReportInputError as error:
         print(f"reports: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -68,6 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in written:
         if path.suffix in (".md", ".html"):
             print(path)
+    if unreadable:
+        for line in unreadable:
+            print(f"reports: cannot read {line}", file=sys.stderr)
+        print(
+            f"reports: {len(unreadable)} result file(s) left out (listed in the report's "
+            "failures section); the report holds every readable result",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
 
 

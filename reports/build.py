@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 
 from reports import conclusions, tables
+from reports.accuracy_section import TITLE as ACCURACY_TITLE
+from reports.accuracy_section import time_to_accuracy
 from reports.document import Report, Section
 from reports.failures import failed_runs, failures_table, pending_table
 from reports.format import Table, common_settings
@@ -24,7 +26,8 @@ from reports.storage import storage_table
 NOT_RECORDED = "n/a (not recorded)"
 
 
-def build_report(sets: Sequence[ResultsSet]) -> Report:
+def build_report(sets: Sequence[ResultsSet], *, fit_target_auc: float | None = None) -> Report:
+    """`fit_target_auc` overrides every results set's own target (its sweep file's)."""
     runs = runs_frame(sets)
     cells = cells_frame(runs)
     documents = {run.path.as_posix(): run.result for one in sets for run in one.runs}
@@ -65,6 +68,10 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
             (tables.conversion_table(sets), tables.payoff_table(cells, conversions)),
         ),
     ]
+    fit_tables, fit_figure, fit_lines = time_to_accuracy(
+        sets, runs, documents, target_auc=fit_target_auc
+    )
+    sections.append(Section(ACCURACY_TITLE, fit_tables, (fit_figure,)))
     if multi:
         sections.append(
             Section(
@@ -77,13 +84,13 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
     return Report(
         title="chexbench report: " + ", ".join(one.label for one in sets),
         period=_period(runs),
-        highlights=tuple(conclusions.highlights(cells, runs, conversions)),
+        highlights=(*conclusions.highlights(cells, runs, conversions, failed), *fit_lines),
         environment=environment_table(sets),
         sweep_files=tuple((s.label, s.sweep_yaml) for s in sets if s.sweep_yaml),
         common_settings=common_settings(cells),
         sections=tuple(sections),
         failures=tuple(failed),
-        figures=tuple(figures.values()),
+        figures=(*figures.values(), fit_figure),
     )
 
 

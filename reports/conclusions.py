@@ -8,18 +8,22 @@ finding.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from reports import analysis, stats
+from reports.failures import Failure
 from reports.format import describe_cell, fmt_rate
 from reports.frame import NA_KEY
 
 
 def highlights(
-    cells: pd.DataFrame, runs: pd.DataFrame, conversions: Mapping[tuple[str, str], dict[str, Any]]
+    cells: pd.DataFrame,
+    runs: pd.DataFrame,
+    conversions: Mapping[tuple[str, str], dict[str, Any]],
+    failures: Sequence[Failure] = (),
 ) -> list[str]:
     """The summary lines; each points at its table."""
     lines: list[str] = []
@@ -55,9 +59,28 @@ def highlights(
             f"{noisy} of {len(cells)} cells were measured on a noisy machine (see the "
             "Noise column of Throughput): their intervals are wide."
         )
-    failed = int((runs["status"] != "ok").sum())
-    if failed:
-        lines.append(f"{failed} of {len(runs)} runs failed or timed out (see Failures).")
+    lines += _failure_highlights(failures, total=len(runs))
+    return lines
+
+
+def _failure_highlights(failures: Sequence[Failure], *, total: int) -> list[str]:
+    """How many runs failed for good, how many a later ok run superseded, and how many
+    result files could not be read."""
+    runs = [f for f in failures if not f.unreadable]
+    standing = [f for f in runs if not f.superseded]
+    unreadable = [f for f in failures if f.unreadable]
+    lines = []
+    superseded = len(runs) - len(standing)
+    later = f" ({superseded} more superseded by a later ok run)" if superseded else ""
+    if standing:
+        lines.append(f"{len(standing)} of {total} runs failed or timed out{later} (see Failures).")
+    elif superseded:
+        lines.append(f"Every failed run was re-run: {superseded} superseded by a later ok run.")
+    if unreadable:
+        lines.append(
+            f"{len(unreadable)} result file(s) could not be read and are left out "
+            "(see Failures)."
+        )
     return lines
 
 

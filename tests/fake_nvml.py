@@ -156,12 +156,18 @@ class _State:
     gpus: list[FakeGpu] = field(default_factory=list)
     library_missing: bool = False
     fail_after_samples: int | None = None  # utilization queries succeed this many times
-    initialised: bool = False
+    # NVML counts nvmlInit calls; nvmlShutdown releases the library only at zero.
+    init_count: int = 0
+
     calls: dict[str, int] = field(default_factory=dict)
     utilization_calls: int = 0
     ticks: itertools.count = field(default_factory=itertools.count)
     samples_allocated: int = 0
     samples_freed: int = 0
+
+    @property
+    def initialised(self) -> bool:
+        return self.init_count > 0
 
 
 _state = _State()
@@ -203,14 +209,14 @@ def nvmlInit() -> None:
     _count("nvmlInit")
     if _state.library_missing:
         raise NVMLError(NVML_ERROR_LIBRARY_NOT_FOUND)
-    _state.initialised = True
+    _state.init_count += 1
 
 
 def nvmlShutdown() -> None:
     _count("nvmlShutdown")
     if not _state.initialised:
         raise NVMLError(NVML_ERROR_UNINITIALIZED)
-    _state.initialised = False
+    _state.init_count -= 1
 
 
 def nvmlSystemGetDriverVersion() -> str:

@@ -286,12 +286,14 @@ def test_bad_input_exits_2_naming_the_file(
     victim = find_results(broken)[3]
     document = json.loads(victim.read_text(encoding="utf-8"))
     victim.write_text(json.dumps(document | {"schema_version": 99}), encoding="utf-8")
-    assert main([str(broken)]) == 2
-    error = capsys.readouterr().err
-    assert str(victim) in error and "schema_version 99 is newer" in error
     assert main([str(GOLDEN), str(broken)]) == 2  # several folders need --out
     assert "--out" in capsys.readouterr().err
     assert not (broken / "report.md").exists()
+    # One unreadable file is named, and every other result is still reported (issue 14).
+    assert main([str(broken)]) == 1
+    error = capsys.readouterr().err
+    assert str(victim) in error and "schema_version 99 is newer" in error
+    assert "schema_version 99 is newer" in (broken / "report.md").read_text(encoding="utf-8")
 
 
 def test_cli_runs_without_tensorflow_horovod_or_nvml(golden_report: Path) -> None:

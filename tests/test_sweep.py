@@ -260,7 +260,8 @@ def test_dry_run_prints_every_command_and_writes_nothing(
 ) -> None:
     (tmp_path / "cxr").mkdir()
     expected = {
-        "chexnet-poster": (24, "mpirun -np 8 --host node1:4,node2:4"),
+        # 24 throughput cells and 16 fit cells (2 models x 2 formats x 1, 2, 4, 8 GPUs).
+        "chexnet-poster": (40, "mpirun -np 8 --host node1:4,node2:4"),
         "modern-gpus": (36, "srun --ntasks 8 --nodes 1"),
         "default": (11, "horovodrun -np 2 -H localhost:2 --gloo"),
     }

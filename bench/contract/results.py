@@ -64,12 +64,23 @@ Layout (schema_version 1); every key is always present, `null` where not applica
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from converters.manifest import utc_now, write_text_atomic
+
+# A log line that says why a run failed (an exception, "error:", "failed", a crash, bad data):
+# the sweep keeps such lines from before a log's tail in `error.log_tail`, and the report
+# shows them above the tail; a launcher prints its own traceback after the ranks' lines.
+ERROR_LINE = re.compile(
+    r"\b\w*(Error|Exception)\b|\berror:|\bfailed\b|\bcrash|\bbad data\b|\bKilled\b",
+    re.IGNORECASE,
+)
+# Traceback frames match ERROR_LINE's words often and explain nothing on their own.
+TRACEBACK_FRAME = re.compile(r'^\s*(File "|Traceback \(most recent call last\))')
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "timeout")

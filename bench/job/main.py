@@ -22,6 +22,7 @@ from typing import Any
 from bench.contract import results
 from bench.contract.config import RunConfig
 from bench.job.cache_state import residency_at_end, set_cache_state, storage_environment
+from bench.job.failure_cause import plain_cause
 from bench.job.fit_mode import run_fit_mode
 from bench.job.inputs import InputError, check_inputs
 from bench.job.modes import RankOutcome, dump_weights, run_pipeline, run_synthetic, run_train
@@ -120,18 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except Exception as error:  # a run-time failure becomes a result, not a lost run
         tail = traceback.format_exc()
-        print(tail, file=sys.stderr)
+        print(tail, file=sys.stderr)  # the traceback stays in the log
+        cause = plain_cause(error)
         if engine.rank == 0:
             _write_failure(
                 config,
                 run_id,
                 started_at,
-                f"{type(error).__name__}: {error}",
+                cause or f"{type(error).__name__}: {error}",
                 EXIT_FAILED,
                 engine.size,
                 engine.name,
                 tail,
             )
+        if cause is not None:  # the last line a user reads says what happened
+            print(f"bench.run: {cause}", file=sys.stderr)
         return EXIT_FAILED
     if result is not None:
         _write(config, result)

@@ -67,7 +67,8 @@ def run(
         if problems:
             raise SweepError(problems)
     except SweepError as error:
-        print(f"error: {error}", file=err)
+        problems = error.problems + _partial_problems(error.partial, options, environ)
+        print(f"error: {SweepError(list(dict.fromkeys(problems)))}", file=err)
         return EXIT_USAGE
     selected = select(cells, options)
     if not selected:
@@ -156,6 +157,21 @@ def _shown(cell: Cell, name: str) -> str:
     if cell.settings["mode"] == "synthetic" and name in ("data_format", "pipeline"):
         return "-"
     return str(cell.settings[name])
+
+
+def _partial_problems(
+    partial: Sweep | None, options: SweepOptions, environ: Mapping[str, str]
+) -> list[str]:
+    """The plan-level problems (conversions, capacity, data) of a sweep file that also has
+    schema problems, from its valid settings: one run lists every problem found."""
+    if partial is None:
+        return []
+    try:
+        cells = plan(partial, results_dir=options.results.absolute())
+        outside = options.dry_run or options.submit
+        return check(partial, cells, environ=environ, dry_run=outside)
+    except (SweepError, ValueError, TypeError, KeyError):
+        return []  # what is left does not plan: the schema problems say why
 
 
 def print_plan(

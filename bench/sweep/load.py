@@ -51,8 +51,7 @@ def parse_sweep(
     reader = Reader(source, locations, problems)
     sweep = reader.sweep(document, _data_cache(data_cache, environ))
     if problems:
-        raise SweepError(problems)
-    assert sweep is not None
+        raise SweepError(problems, partial=sweep)
     return sweep
 
 

@@ -3,7 +3,7 @@
 A sweep file (YAML) has these top-level keys (see docs/sweeps.md for the reference):
 
     name, description, base, axes, include, exclude, conversions, launcher, timeout_s,
-    repeats, worker
+    repeats, worker, fit_target_auc
 
 `base` holds settings for every cell: any RunConfig field, `gpus`, `nodes`, `conversion`,
 and the data: `data_dir` (a ChestX-ray14 folder) or `synthetic: {images, size, seed}`.
@@ -11,6 +11,9 @@ and the data: `data_dir` (a ChestX-ray14 folder) or `synthetic: {images, size, s
 entries (partial cells, a list value matching any of its items) remove matching cells of
 the product; each `include` entry adds an extra sub-grid: its own values fixed, every axis
 it does not name expanded as usual. Included cells are not subject to `exclude`.
+`fit_target_auc` (a mean validation AUC in (0, 1]) is the quality target the report's time
+to accuracy reads from the sweep.yaml a sweep leaves; it is no cell setting (a new target
+reruns nothing) and does not stop training.
 
 Stages that use it, in order: `bench.sweep.load` (YAML with line numbers, overrides,
 `${VAR}`), `bench.sweep.validate` (every problem at once, each naming file, line and key),
@@ -45,6 +48,7 @@ TOP_KEYS = (
     "repeats",
     "worker",
     "slurm",
+    "fit_target_auc",
 )
 # RunConfig fields the sweep sets itself, never the sweep file.
 RUNNER_FIELDS = ("output_dir", "sweep", "cell_id", "repeat", "extra", "records_dir")
@@ -128,8 +132,10 @@ KeyPath = tuple[str | int, ...]
 class SweepError(ValueError):
     """Every problem found in a sweep file, each naming the file, line and key."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], *, partial: Sweep | None = None) -> None:
         self.problems = list(problems)
+        # The valid part of a sweep file with schema problems: still planned and checked.
+        self.partial = partial
         count = len(self.problems)
         super().__init__(
             f"{count} problem{'s' if count != 1 else ''} in the sweep:\n  "
@@ -267,6 +273,7 @@ class Sweep:
     data_cache: Path
     locations: Mapping[KeyPath, str]
     slurm: BatchSpec = field(default_factory=BatchSpec)
+    fit_target_auc: float | None = None  # the report's quality target, no cell setting
 
     def where(self, path: KeyPath) -> str:
         """`file:line: key.path` for messages; the closest located parent if unlocated."""

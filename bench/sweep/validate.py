@@ -66,7 +66,9 @@ class Reader:
             if key not in allowed:
                 self.problem((*path, key), f"unknown key{suggest(str(key), allowed)}")
 
-    def sweep(self, document: dict[str, Any], data_cache: Path) -> Sweep | None:
+    def sweep(self, document: dict[str, Any], data_cache: Path) -> Sweep:
+        """The sweep as read; where problems were found (self.problems), a partial one made
+        of the valid settings, for the checks that need a plan."""
         self.unknown_keys(document, TOP_KEYS, ())
         name = document.get("name")
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
@@ -77,7 +79,9 @@ class Reader:
             self.problem(("base", "synthetic"), "give either data_dir or synthetic, not both")
         if base.get("data_dir") is not None and isinstance(base["data_dir"], str):
             base["data_dir"] = str(Path(base["data_dir"]).expanduser().absolute())
-        self.cell_values(base, ("base",), allow_lists=False)
+        # Only the valid settings: with problems, the sweep is still planned and checked
+        # (capacity, conversions, data) so that one run reports every problem.
+        base = {key: values[0] for key, values in self.cell_values(base, ("base",), False).items()}
         axes = {
             key: tuple(values)
             for key, values in self.cell_values(
@@ -92,10 +96,9 @@ class Reader:
         repeats = int(self.number(document, "repeats", 1, minimum=1, integer=True))
         worker = self.worker(document.get("worker"))
         batch = self.slurm(self.mapping(document, "slurm"))
-        if self.problems:
-            return None
+        fit_target_auc = self.target(document.get("fit_target_auc"))
         return Sweep(
-            name=name,
+            name=name if isinstance(name, str) else "unnamed",
             source=self.source,
             document=document,
             base=base,
@@ -111,6 +114,7 @@ class Reader:
             data_cache=data_cache,
             locations=dict(self.locations),
             slurm=batch,
+            fit_target_auc=fit_target_auc,
         )
 
     def mapping(self, document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -134,12 +138,16 @@ class Reader:
             items = value if allow_lists and isinstance(value, list) else [value]
             if allow_lists and isinstance(value, list) and not value:
                 self.problem((*path, key), "an empty list gives no cells")
+            valid = []
             for index, item in enumerate(items):
                 where = (*path, key, index) if isinstance(value, list) else (*path, key)
                 message = check_value(key, item)
                 if message:
                     self.problem(where, message)
-            checked[key] = list(items)
+                else:
+                    valid.append(item)
+            if valid:  # a bad value is reported above and left out of what is planned
+                checked[key] = valid
         return checked
 
     def rules(self, document: Mapping[str, Any], key: str) -> list[dict[str, tuple[Any, ...]]]:
@@ -306,6 +314,15 @@ class Reader:
             self.problem((*path, key), f"must be {kind} of at least {minimum}, got {value!r}")
             return default
         return value
+
+    def target(self, value: Any) -> float | None:
+        """`fit_target_auc`: a mean AUC in (0, 1], or absent."""
+        if value is None:
+            return None
+        if not _is_number(value) or not 0 < value <= 1:
+            self.problem(("fit_target_auc",), f"must be a mean AUC in (0, 1], got {value!r}")
+            return None
+        return float(value)
 
     def worker(self, value: Any) -> tuple[str, ...]:
         if value is None:
