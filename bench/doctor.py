@@ -106,7 +106,7 @@ def check_horovod() -> Check:
 
 
 def check_nvml() -> Check:
-    from bench.job.telemetry import nvml_inventory
+    from bench.job.nvml import nvml_inventory
 
     inventory = nvml_inventory()
     if not inventory["available"]:

@@ -15,7 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.job.telemetry import GPM_METRICS, HostSampler, NvmlSampler, summarise
+from bench.job.nvml import GPM_METRICS, NvmlSampler
+from bench.job.telemetry import HostSampler, summarise
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

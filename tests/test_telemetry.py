@@ -11,7 +11,8 @@ import fake_nvml
 import pytest
 
 from bench.job import telemetry
-from bench.job.telemetry import GPM_METRICS, HostSampler, NvmlSampler, Telemetry
+from bench.job.nvml import GPM_METRICS, NvmlSampler, nvml_inventory
+from bench.job.telemetry import HostSampler, Telemetry
 
 
 def _run(sampler: NvmlSampler, seconds: float) -> dict:
@@ -88,7 +89,7 @@ def test_library_missing_gives_a_reason_and_no_samples() -> None:
     sampler.stop()
     assert sampler.samples() is None
     assert "NVMLError_LibraryNotFound" in sampler.unavailable
-    assert telemetry.nvml_inventory(fake_nvml)["available"] is False
+    assert nvml_inventory(fake_nvml)["available"] is False
 
 
 def test_real_pynvml_without_gpu_says_why() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import tensorflow as tf
 
 from bench.job.engine import Engine
-from bench.job.telemetry import nvml_inventory
+from bench.job.nvml import nvml_inventory
 
 # Slurm variables a job records (result `environment.slurm`), by their key there.
 JOB_VARIABLES = {

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from bench.job.nvml import as_text
+
 if TYPE_CHECKING:
     from bench.job.telemetry import Telemetry
 
@@ -110,8 +112,8 @@ def resolve(
             local_rank=local_rank,
             cuda_visible_devices=visible,
             nvml_index=int(nvml.nvmlDeviceGetIndex(handle)),
-            uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
-            pci_bus_id=_text(nvml.nvmlDeviceGetPciInfo(handle).busId),
+            uuid=as_text(nvml.nvmlDeviceGetUUID(handle)),
+            pci_bus_id=as_text(nvml.nvmlDeviceGetPciInfo(handle).busId),
         )
     except nvml.NVMLError as error:
         return _unresolved(base, f"NVML has no GPU {entry!r}: {type(error).__name__}: {error}")
@@ -136,10 +138,6 @@ def _load_nvml() -> ModuleType:
     return pynvml
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def telemetry_for_rank(
     *,
     rank: int,
@@ -152,7 +150,8 @@ def telemetry_for_rank(
 ) -> Telemetry:
     """This rank's samplers: on GPU its own GPU by UUID (and the host on local rank 0);
     on CPU, as before, local rank 0 alone samples whatever GPUs NVML sees."""
-    from bench.job.telemetry import NvmlSampler, Telemetry
+    from bench.job.nvml import NvmlSampler
+    from bench.job.telemetry import Telemetry
 
     if device != "gpu":
         sampler = NvmlSampler(period_s=period_s, nvml=nvml, host=host)
