@@ -297,7 +297,7 @@ def run_checks(
         for task in tasks:
             yield check_shard(tf, task, progress)
         return
-    from converters.tfrecord import pool_start_method
+    from converters.pool import pool_start_method
 
     context = multiprocessing.get_context(pool_start_method())
     progress_queue = context.Queue()

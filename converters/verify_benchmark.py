@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from converters.manifest import load_manifest
+from converters.pool import default_workers
 from converters.synth import generate
-from converters.tfrecord import ConversionOptions, convert, default_workers
+from converters.tfrecord import ConversionOptions, convert
 
 
 def _timed(action: Callable[[], int]) -> float:
