@@ -31,10 +31,10 @@ from bench.input.service import (
     ServiceError,
     ServicePool,
     ServiceWorkerDied,
-    cpu_seconds,
     job_name,
     through_service,
 )
+from bench.input.service_usage import MANIFEST, cpu_seconds
 from bench.pipelines import PipelineOptions, Source, build_dataset, raw_source, tfrecord_source
 
 WORKERS = 2
@@ -184,6 +184,8 @@ def test_worker_cpu_is_measured_over_a_window(pool: ServicePool, synth_root: Pat
     count = len(_digests(_through(pool, source, _options(), 0, "cpu")))
     end = time.time()
     section = pool.describe((start, end))
+    manifest = json.loads((pool.config.log_dir / MANIFEST).read_text())
+    assert manifest["target"] == pool.target and len(manifest["workers"]) == WORKERS
     assert count > 0
     assert section["workers"] == WORKERS and section["where"] == "local"
     for worker in section["per_worker"]:
@@ -246,15 +248,21 @@ def test_servers_end_when_their_owner_is_killed(tmp_path: Path, subprocess_env: 
 
 
 def test_a_worker_that_dies_fails_with_its_log(tmp_path: Path) -> None:
+    reported: list[str] = []
     with ServicePool(ServiceConfig(workers=1, log_dir=tmp_path)) as pool:
         pool.check()  # all up
+        pool.watch(reported.append, period_s=0.1)
         worker = pool.workers[0]
         assert worker.process is not None
         os.kill(worker.process.pid, signal.SIGKILL)
         worker.process.wait(timeout=10)
         with pytest.raises(ServiceWorkerDied) as died:
             pool.check()
+        deadline = time.monotonic() + 10
+        while not reported and time.monotonic() < deadline:
+            time.sleep(0.1)
     message = str(died.value)
+    assert reported == [message]  # the watcher told once
     assert "worker 0" in message and "killed by SIGKILL" in message
     assert str(worker.log_path) in message and '"event": "ready"' in message
 

@@ -28,29 +28,29 @@ training host, which is what the pool is there to relieve. Job names must be fre
 
 A worker that dies is found by `check()` (the sweep polls it while the job runs), which
 raises `ServiceWorkerDied` with the worker's log tail. Each worker reports its own CPU
-seconds every sample period (so remote workers are measured the same way); `describe`
-turns them into CPU seconds and cores used over a measured window, or None where the
-samples do not cover it (never a made-up zero).
+seconds every sample period (so remote workers are measured the same way); the pool
+writes `service.json` beside the logs, from which bench.input.service_usage derives CPU
+seconds and cores used over a measured window, even in a job that does not own the pool.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import itertools
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.input.service_server import MARKER
+from bench.input.service_usage import MANIFEST, describe_service, read_events
 
 SERVER_MODULE = "bench.input.service_server"
 LOCAL = "localhost"
@@ -125,19 +125,8 @@ class Server:
         return self.process is not None and self.process.poll() is None
 
     def read_log(self) -> None:
-        """Parse the ready line and CPU samples the server printed so far."""
-        self.samples.clear()
-        for line in _read_text(self.log_path).splitlines():
-            if not line.startswith(MARKER):
-                continue
-            try:
-                event = json.loads(line[len(MARKER) :])
-            except json.JSONDecodeError:
-                continue  # a line cut short by the server's death
-            if event.get("event") == "ready":
-                self.ready = event
-            elif event.get("event") in ("cpu", "stopped"):
-                self.samples.append((float(event["time"]), float(event["cpu_s"])))
+        """Take in the ready line and CPU samples the server printed so far."""
+        self.ready, self.samples, _ = read_events(self.log_path)
 
     def log_tail(self) -> str:
         text = _read_text(self.log_path)
@@ -183,6 +172,7 @@ class ServicePool:
         self.config = config
         self.dispatcher: Server | None = None
         self.workers: list[Server] = []
+        self._stopping = threading.Event()
 
     # -- life cycle ----------------------------------------------------------------------
     def __enter__(self) -> ServicePool:
@@ -235,6 +225,35 @@ class ServicePool:
             worker.argv = self.server_argv(worker)
             self._launch(worker)
         self._wait_ready(self.workers)
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        """service.json beside the logs: what a job (or a report) needs to describe the
+        pool without owning it."""
+        assert self.dispatcher is not None
+        document = {
+            "target": self.target,
+            "dispatcher": {
+                "address": self.dispatcher.address,
+                "log": str(self.dispatcher.log_path),
+            },
+            "where": "local" if not self.config.hosts else list(self.config.hosts),
+            "cores_each": self.config.cores_each,
+            "sample_period_s": self.config.sample_period_s,
+            "workers": [
+                {
+                    "index": worker.index,
+                    "host": worker.host if worker.host != LOCAL else socket.gethostname(),
+                    "address": worker.address,
+                    "cores": (worker.ready or {}).get("cores"),
+                    "cpus": list(worker.cpus) if worker.cpus else None,
+                    "log": str(worker.log_path),
+                }
+                for worker in self.workers
+            ],
+        }
+        path = self.config.log_dir / MANIFEST
+        path.write_text(json.dumps(document, indent=1) + "\n")
 
     def server_argv(self, server: Server) -> list[str]:
         """The argv that starts `server`: locally, or on its host through remote_command."""
@@ -304,6 +323,7 @@ class ServicePool:
 
     def stop(self) -> None:
         """Stop every server: SIGTERM, then SIGKILL after the grace period. Idempotent."""
+        self._stopping.set()
         servers = [server for server in [self.dispatcher, *self.workers] if server is not None]
         for server in servers:
             if server.stdin is not None:
@@ -335,6 +355,21 @@ class ServicePool:
             if server is not None and server.process is not None and not server.alive():
                 raise ServiceWorkerDied(server.ended_message())
 
+    def watch(self, on_death: Callable[[str], None], *, period_s: float = 0.5) -> None:
+        """Call `on_death(message)` from a daemon thread, once, if a server ends while the
+        pool is in use (a job blocked on a dead worker never returns by itself)."""
+
+        def loop() -> None:
+            while not self._stopping.wait(period_s):
+                try:
+                    self.check()
+                except ServiceWorkerDied as died:
+                    if not self._stopping.is_set():
+                        on_death(str(died))
+                    return
+
+        threading.Thread(target=loop, name="chexbench-service-watch", daemon=True).start()
+
     def pids(self) -> list[int]:
         return [
             server.process.pid
@@ -343,80 +378,14 @@ class ServicePool:
         ]
 
     def describe(self, window: tuple[float, float] | None) -> dict[str, Any]:
-        """The result's `input_service` section: the pool's shape and each worker's CPU
-        over `window` (epoch seconds, the job's measured window)."""
-        if window is not None:
-            self._await_samples(window[1])
-        workers = []
-        for worker in self.workers:
-            cpu_s = cpu_seconds(worker.samples, window) if window else None
-            window_s = window[1] - window[0] if window else None
-            workers.append(
-                {
-                    "index": worker.index,
-                    "host": worker.host if worker.host != LOCAL else _hostname(),
-                    "address": worker.address,
-                    "cores": (worker.ready or {}).get("cores"),
-                    "cpus": list(worker.cpus) if worker.cpus else None,
-                    "cpu_s": cpu_s,
-                    "cores_used": cpu_s / window_s if cpu_s is not None and window_s else None,
-                    "log": str(worker.log_path),
-                }
-            )
-        cpu_total = [item["cpu_s"] for item in workers]
-        return {
-            "workers": len(self.workers),
-            "where": "local" if not self.config.hosts else list(self.config.hosts),
-            "cores_each": self.config.cores_each,
-            "dispatcher": self.dispatcher.address if self.dispatcher else None,
-            "processing_mode": "static sharding (ShardingPolicy.HINT), one job per rank",
-            "compression": None,
-            "window": list(window) if window else None,
-            "worker_cpu_s": None if None in cpu_total else sum(cpu_total),  # type: ignore[arg-type]
-            "per_worker": workers,
-        }
-
-    def _await_samples(self, moment: float) -> None:
-        """Give each live worker up to a few sample periods to report past `moment`."""
-        deadline = time.monotonic() + 4 * self.config.sample_period_s + 1.0
-        while True:
-            for worker in self.workers:
-                worker.read_log()
-            behind = [
-                worker
-                for worker in self.workers
-                if worker.alive() and (not worker.samples or worker.samples[-1][0] < moment)
-            ]
-            if not behind or time.monotonic() > deadline:
-                return
-            time.sleep(self.config.sample_period_s / 2)
+        """The result's `input_service` section over `window` (bench.input.service_usage)."""
+        return describe_service(self.config.log_dir, window)
 
     def _ports(self) -> list[int]:
         count = self.config.workers + 1
         if self.config.base_port is not None:
             return [self.config.base_port + offset for offset in range(count)]
         return free_ports(count)
-
-
-def cpu_seconds(
-    samples: Sequence[tuple[float, float]], window: tuple[float, float]
-) -> float | None:
-    """CPU seconds spent within `window`, interpolated between cumulative samples
-    (time, cpu seconds); None when the samples do not cover the window."""
-    start, end = window
-    if len(samples) < 2 or end < start:
-        return None
-    ordered = sorted(samples)
-    if ordered[0][0] > start or ordered[-1][0] < end:
-        return None
-    return _at(ordered, end) - _at(ordered, start)
-
-
-def _at(samples: Sequence[tuple[float, float]], moment: float) -> float:
-    for (t0, c0), (t1, c1) in itertools.pairwise(samples):
-        if t0 <= moment <= t1:
-            return c0 if t1 == t0 else c0 + (c1 - c0) * (moment - t0) / (t1 - t0)
-    raise ValueError(f"{moment} is outside the samples")  # callers check the range first
 
 
 def free_ports(count: int) -> list[int]:
@@ -468,10 +437,6 @@ def _quote(item: str) -> str:
     import shlex
 
     return shlex.quote(item)
-
-
-def _hostname() -> str:
-    return socket.gethostname()
 
 
 def _read_text(path: Path) -> str:
