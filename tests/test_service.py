@@ -31,9 +31,8 @@ from bench.input.service import (
     ServiceError,
     ServicePool,
     ServiceWorkerDied,
-    job_name,
-    through_service,
 )
+from bench.input.service_job import job_name, through_service
 from bench.input.service_usage import MANIFEST, cpu_seconds
 from bench.pipelines import PipelineOptions, Source, build_dataset, raw_source, tfrecord_source
 

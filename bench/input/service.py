@@ -1,7 +1,7 @@
 """An input-service pool: a real tf.data service dispatcher and N workers, as processes.
 
     with ServicePool(ServiceConfig(workers=2, log_dir=Path("results/x/service"))) as pool:
-        dataset = through_service(build_dataset(..., service_workers=2),
+        dataset = through_service(build_dataset(..., service_workers=2),   # service_job
                                   service=pool.target, job_name=job_name(run_id, rank=0))
         ...
         section = pool.describe(window=(measured_start, measured_end))
@@ -14,17 +14,17 @@ on leaving the `with` block, whatever ended it (success, an exception, Ctrl-C): 
 then SIGKILL after a grace period. A server also ends by itself when its standard input
 closes (its owner died, even by SIGKILL) and, locally, on its parent's death.
 
-Processing mode: static sharding, `ShardingPolicy.HINT`. Each training rank distributes
-its own share of the split (the same rank sharding as in-process) as a job of its own, and
-inside it every service worker takes a fixed, disjoint part (`shard(SHARD_HINT,
-SHARD_HINT)` at the source stage, filled in by the service). So every rank sees the same
-examples as without the service, disjoint from the other ranks' each epoch, and an
-evaluation pass delivers each example exactly once; the bad-data guard runs whole on each
-worker, so bad data is still named. `distributed_epoch` (dynamic splits) would give each
-example to whichever rank asks first: unequal batch counts per rank and a guard cut
-between workers. Elements are not compressed: decompressing would put CPU back on the
-training host, which is what the pool is there to relieve. Job names must be fresh per run
-(a consumed job yields nothing): `job_name` builds them from the run id.
+Processing mode (bench.input.service_job reads through the pool): static sharding,
+`ShardingPolicy.HINT`. Each training rank distributes its own share of the split (the
+same rank sharding as in-process) as a job of its own, and inside it every service worker
+takes a fixed, disjoint part (`shard(SHARD_HINT, SHARD_HINT)` at the source stage, filled
+in by the service). So every rank sees the same examples as without the service, disjoint
+from the other ranks' each epoch, and an evaluation pass delivers each example exactly
+once; the bad-data guard runs whole on each worker, so bad data is still named.
+`distributed_epoch` (dynamic splits) would give each example to whichever rank asks
+first: unequal batch counts per rank and a guard cut between workers. Elements are not
+compressed: decompressing would put CPU back on the training host, which is what the pool
+is there to relieve. Job names must be fresh per run (a consumed job yields nothing).
 
 A worker that dies is found by `check()` (the sweep polls it while the job runs), which
 raises `ServiceWorkerDied` with the worker's log tail. Each worker reports its own CPU
@@ -139,30 +139,6 @@ class Server:
             f"tf.data service {self.name} ({self.address}) ended ({how}); "
             f"its log {self.log_path}:\n{self.log_tail()}"
         )
-
-
-def job_name(run_id: str, *, rank: int, part: str = "train") -> str:
-    """A job name of its own for one rank's dataset in one run (and part: train, val-3)."""
-    return f"chexbench-{run_id}-{part}-rank{rank}"
-
-
-def through_service(dataset: Any, *, service: str, job_name: str) -> Any:
-    """`dataset` read through the service at `service` (grpc://host:port), static sharding.
-
-    `dataset` must come from bench.pipelines.build_dataset with service_workers set to the
-    pool's worker count, so that each worker takes its part.
-    """
-    import tensorflow as tf
-
-    data_service = tf.data.experimental.service
-    return dataset.apply(
-        data_service.distribute(
-            processing_mode=data_service.ShardingPolicy.HINT,
-            service=service,
-            job_name=job_name,
-            compression=None,
-        )
-    )
 
 
 class ServicePool:
