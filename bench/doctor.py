@@ -19,8 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import bench  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-
 SETUP = "scripts/setup.sh"
 MIN_PYTHON = (3, 10)
 
@@ -108,7 +106,7 @@ def check_horovod() -> Check:
 
 
 def check_nvml() -> Check:
-    from bench.telemetry import nvml_inventory
+    from bench.job.telemetry import nvml_inventory
 
     inventory = nvml_inventory()
     if not inventory["available"]:

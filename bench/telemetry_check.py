@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.telemetry import GPM_METRICS, HostSampler, NvmlSampler, summarise
+from bench.job.telemetry import GPM_METRICS, HostSampler, NvmlSampler, summarise
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

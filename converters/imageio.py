@@ -136,16 +136,3 @@ def load_image(
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise ImageReadError(f"unreadable image: {type(error).__name__}: {error}") from error
     return EncodedImage(encoded, gray.height, gray.width, 1, len(data), copied=False)
-
-
-def decode_stored(
-    data: bytes, *, encoding: str, height: int, width: int, channels: int = 1
-) -> np.ndarray:
-    """Decode a record's image bytes with PIL to a uint8 [height, width] array (tools, tests)."""
-    if encoding == "raw":
-        expected = height * width * channels
-        if len(data) != expected:
-            raise ValueError(f"raw image has {len(data)} bytes, expected {expected}")
-        return np.frombuffer(data, dtype=np.uint8).reshape(height, width)
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(to_grayscale(image))

@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,11 @@ class Manifest:
 
 def manifest_path(directory: Path) -> Path:
     return Path(directory) / MANIFEST_NAME
+
+
+def utc_now() -> str:
+    """The one timestamp format of manifests and result files: UTC ISO-8601, "Z"."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:

@@ -58,11 +58,6 @@ def frame_parts(parts: Sequence[bytes]) -> list[bytes]:
     return [length, struct.pack("<I", masked_crc32c(length)), *parts, struct.pack("<I", data_crc)]
 
 
-def frame_record(data: bytes) -> bytes:
-    """One TFRecord holding `data`, as bytes."""
-    return b"".join(frame_parts([data]))
-
-
 def _varint(value: int) -> bytes:
     # Negative int64 values are written as their 64-bit two's complement, as protobuf does.
     value &= 0xFFFFFFFFFFFFFFFF

@@ -10,28 +10,26 @@ docs/tfrecord.md for the record schema and the manifest fields.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import math
 import multiprocessing
 import os
 import queue
 import re
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from converters import features
 from converters.chestxray import ChestXray14, DatasetError, ImageRecord, read_chestxray14
+from converters.children import die_with_parent
 from converters.labels import LABELS
-from converters.manifest import Manifest, manifest_path, write_manifest
+from converters.manifest import Manifest, manifest_path, utc_now, write_manifest
 from converters.shards import (
     JOURNAL_DIR,
     PARTIAL_SUFFIX,
@@ -286,7 +284,6 @@ def prepare_output(options: ConversionOptions, planned_files: set[str]) -> None:
 
 _progress_queue: Any = None
 _parent_pid: int | None = None
-_PR_SET_PDEATHSIG = 1
 
 
 class ParentGoneError(RuntimeError):
@@ -300,21 +297,7 @@ def _init_worker(progress_queue: Any, parent_pid: int | None) -> None:
     _progress_queue = progress_queue
     _parent_pid = parent_pid
     if parent_pid is not None:
-        _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel end this worker when the converting process dies (a worker
-    idle on the task queue would otherwise wait forever: its siblings keep the pipe open)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != _parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
+        die_with_parent(parent_pid)
 
 
 def _pool_write_shard(task: ShardTask) -> ShardResult:
@@ -426,10 +409,6 @@ def run_tasks(tasks: list[ShardTask], *, workers: int, progress: _Progress) -> l
 # --- the manifest --------------------------------------------------------------------------
 
 
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def build_manifest_document(
     *,
     options: ConversionOptions,
@@ -456,7 +435,7 @@ def build_manifest_document(
     return {
         "format_version": features.FORMAT_VERSION,
         "kind": "chexbench-tfrecord",
-        "created_at": _utc_now(),
+        "created_at": utc_now(),
         "encoding": options.encoding,
         "compression": options.compression,
         "image_size": options.resize,

@@ -1,7 +1,7 @@
 """The report generator: result files in, report.md + report.html + figures/*.png out.
 
-Reads result files only (through `bench.results`, which imports nothing heavy); never imports
-TensorFlow, Horovod or NVML. The stages, one module each:
+Reads result files only (through `bench.contract.results`, which imports nothing heavy);
+never imports TensorFlow, Horovod or NVML. The stages, one module each:
 
     load      find results sets (sweep folders), read and validate the files
     frame     one row per run, then one row per cell (median over repeats)
@@ -9,7 +9,9 @@ TensorFlow, Horovod or NVML. The stages, one module each:
     telemetry GPU and host samples inside the measured window
     tables    the figures formatted as tables, with what each one means
     plots     the figures as PNG (matplotlib Agg)
-    build     assemble a Report and write it; render_md / render_html format it
+    document  the Report: sections of tables and figures
+    build     assemble the Report from the results
+    render_md / render_html  format it; write puts the files on disk
 
 CLI: `python -m reports RESULTS [RESULTS ...] [--out DIR]` (see __main__).
 """

@@ -40,8 +40,9 @@ def parser() -> argparse.ArgumentParser:
 
 def run(results: Sequence[Path], out: Path | None) -> list[Path]:
     """Load, build and write the report; returns the files written. Raises ReportInputError."""
-    from reports.build import build_report, write_report
+    from reports.build import build_report
     from reports.load import ReportInputError, load_results_sets
+    from reports.write import write_report
 
     if out is None:
         if len(results) > 1:

@@ -7,43 +7,19 @@ The report is derived from the result files alone: the same results give the sam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from reports import analysis, tables
-from reports.failures import Failure, failed_runs, failures_table, pending_table
+from reports.document import Report, Section
+from reports.failures import failed_runs, failures_table, pending_table
 from reports.format import Table, common_settings, describe_cell, fmt_pct, fmt_rate
 from reports.frame import NA_KEY, cells_frame, runs_frame
 from reports.load import ResultsSet
-from reports.plots import Figure, all_figures
+from reports.plots import all_figures
 
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
-FIGURES_DIR = "figures"
 NOT_RECORDED = "n/a (not recorded)"
-
-
-@dataclass(frozen=True)
-class Section:
-    title: str
-    tables: tuple[Table, ...]
-    figures: tuple[Figure, ...] = ()
-
-
-@dataclass(frozen=True)
-class Report:
-    title: str
-    period: str
-    highlights: tuple[str, ...]
-    environment: Table
-    sweep_files: tuple[tuple[str, str], ...]  # (label, sweep.yaml as run)
-    common_settings: str
-    sections: tuple[Section, ...]
-    failures: tuple[Failure, ...]
-    figures: tuple[Figure, ...]
 
 
 def build_report(sets: Sequence[ResultsSet]) -> Report:
@@ -276,27 +252,3 @@ def _name(row: pd.Series, *, multi: bool, data: bool = True, gpus: bool = True) 
         cell["gpus"] = None
     name = describe_cell(cell)
     return f"{row['source']}: {name}" if multi else name
-
-
-def write_report(report: Report, out: Path) -> list[Path]:
-    """Write report.md, report.html and figures/*.png into `out`; stale figures go."""
-    from reports.render_html import render_html
-    from reports.render_md import render_markdown
-
-    figures_dir = out / FIGURES_DIR
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    drawn = {figure.name for figure in report.figures if figure.png}
-    for stale in sorted(figures_dir.glob("*.png")):
-        if stale.name not in drawn:
-            stale.unlink()
-    for figure in report.figures:
-        if figure.png:
-            path = figures_dir / figure.name
-            path.write_bytes(figure.png)
-            written.append(path)
-    for name, text in ((REPORT_MD, render_markdown(report)), (REPORT_HTML, render_html(report))):
-        path = out / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.results import ResultSchemaError, find_results, load_result
+from bench.contract.results import ResultSchemaError, find_results, load_result
 
 SWEEP_MARKERS = ("summary.json", "sweep.yaml", "plan.json")
 

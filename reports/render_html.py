@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from reports.build import Report
+from reports.document import Report
 from reports.format import NA, Table
 from reports.plots import Figure
 

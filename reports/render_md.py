@@ -7,7 +7,7 @@ from html import escape
 
 from tabulate import tabulate
 
-from reports.build import FIGURES_DIR, Report
+from reports.document import FIGURES_DIR, Report
 from reports.format import Table
 from reports.plots import Figure
 

@@ -10,7 +10,6 @@ in tests/golden/; test_reports checks it still equals a fresh write.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import sys
 import uuid
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from bench.results import empty_result, failure_result, write_json_atomic, write_result
+from bench.contract.cell import cell_hash, cell_record, cell_slug
+from bench.contract.results import empty_result, failure_result, write_json_atomic, write_result
 
 SWEEP_NAME = "golden"
 STARTED = datetime(2026, 3, 2, 9, 0, 0, tzinfo=timezone.utc)
@@ -33,7 +33,7 @@ HOST_CPU_PCT = {None: 10.0, "raw": 85.0, "tfrecord": 40.0}
 SAMPLE_PERIOD_S = 0.5
 GPU_NAME = "NVIDIA V100-SXM2-32GB"
 PENDING_ID = "0000000000"
-PENDING_SLUG = "resnet50-train-raw-naive-g1"
+PENDING_SLUG = "resnet50-raw-naive-train-g1-b64-fp32-224px"
 NO_NVML = "NVML unavailable: pynvml.NVMLError_LibraryNotFound (no NVIDIA driver on this host)"
 
 
@@ -101,8 +101,8 @@ def write_golden(
         if not gpu_telemetry:
             spec = dataclasses.replace(spec, utilization=None)
         cell = _cell(spec)
-        cell_id = hashlib.sha256(repr(sorted(cell.items())).encode()).hexdigest()[:10]
-        folder = root / f"{cell_id}-{_slug(spec)}"
+        cell_id = cell_hash(_settings(spec))
+        folder = root / f"{cell_id}-{cell_slug(_settings(spec))}"
         repeats = []
         for repeat, step_s in enumerate(spec.step_s):
             started = STARTED + timedelta(minutes=2 * index, seconds=30 * repeat)
@@ -157,34 +157,44 @@ def _summary_repeat(repeat: int, status: str, result: Path | None) -> dict[str, 
 
 
 def _summary_cell(cell_id: str, folder: str, repeats: list[dict[str, Any]]) -> dict[str, Any]:
-    """A summary.json entry as bench.runner writes it (the fields the report reads)."""
+    """A summary.json entry as bench.sweep.execute writes it (the fields the report reads)."""
     found = {entry["status"] for entry in repeats}
     status = next((s for s in ("failed", "timeout", "pending") if s in found), "ok")
     slug = folder.split("-", 1)[1]
     return {"cell_id": cell_id, "slug": slug, "dir": folder, "status": status, "repeats": repeats}
 
 
-def _cell(spec: GoldenCell) -> dict[str, Any]:
+def _settings(spec: GoldenCell) -> dict[str, Any]:
+    """The cell's settings as the planner holds them (synthetic cells keep the defaults)."""
     tfrecord = spec.data_format == "tfrecord"
     return {
         "model": spec.model,
         "mode": spec.mode,
-        "data_format": spec.data_format,
-        "encoding": None if spec.data_format is None else "png",
-        "pipeline": spec.pipeline,
-        "engine": "horovod" if spec.gpus > 1 else "single",
+        "data_format": spec.data_format or "raw",
+        "pipeline": spec.pipeline or "tuned",
         "gpus": spec.gpus,
         "nodes": 1,
-        "device": "gpu",
         "batch_per_gpu": BATCH_PER_GPU,
-        "global_batch": BATCH_PER_GPU * spec.gpus,
         "precision": "fp32",
         "image_size": 224,
         "xla": False,
         "steps": 20,
         "warmup_steps": 5,
+        "epochs": 1,
         "conversion": CONVERSION if tfrecord else None,
     }
+
+
+def _cell(spec: GoldenCell) -> dict[str, Any]:
+    """result["cell"] through the one definition every writer uses."""
+    return cell_record(
+        _settings(spec),
+        gpus=spec.gpus,
+        nodes=1,
+        engine="horovod" if spec.gpus > 1 else "single",
+        device="gpu",
+        encoding=None if spec.data_format is None else "png",
+    )
 
 
 def _result(
@@ -210,7 +220,7 @@ def _result(
     }
     if step_s is None:
         tail = (
-            'Traceback (most recent call last):\n  File "bench/run.py", line 88\n'
+            'Traceback (most recent call last):\n  File "bench/job/main.py", line 88\n'
             "tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM when "
             "allocating tensor with shape[64,1024,14,14]"
             if spec.status == "failed"
@@ -251,7 +261,7 @@ def _result(
 
 
 def _telemetry(spec: GoldenCell, host: str) -> dict[str, Any]:
-    """Samples on the wall clock (epoch seconds), as bench.telemetry records them."""
+    """Samples on the wall clock (epoch seconds), as bench.job.telemetry records them."""
     offsets = [round(i * SAMPLE_PERIOD_S, 3) for i in range(SAMPLES)]
     times = [EPOCH_S + offset for offset in offsets]
     window = [EPOCH_S + WINDOW_S[0], EPOCH_S + WINDOW_S[1]]
@@ -353,11 +363,6 @@ def _conversion(name: str) -> dict[str, Any]:
         "reused": False,
         "created_at": _stamp(STARTED - timedelta(minutes=5)),
     }
-
-
-def _slug(spec: GoldenCell) -> str:
-    parts = [spec.model, spec.mode, spec.data_format, spec.pipeline, f"g{spec.gpus}"]
-    return "-".join(part for part in parts if part)
 
 
 def _stamp(moment: datetime) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import ConfigError, RunConfig
+from bench.contract.config import ConfigError, RunConfig
 
 
 @pytest.mark.parametrize(

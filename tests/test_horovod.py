@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import find_results, load_result
+from bench.contract.results import find_results, load_result
 
 pytestmark = [pytest.mark.horovod]
 

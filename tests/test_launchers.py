@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import launchers
-from bench.launchers import capacity, command, environment, worker_argv
-from bench.plan import Cell, parse_sweep, plan
+from bench.sweep import launchers, schema
+from bench.sweep.launchers import capacity, command, environment, worker_argv
+from bench.sweep.load import parse_sweep
+from bench.sweep.plan import Cell, plan
 
 # Arguments a shell would split, glob, substitute or chain: they must arrive unchanged.
 HOSTILE = ["a b", "; touch /tmp/chexbench-pwned", "$(echo hi)", "*", "'\"", "`id`", "x|y"]
@@ -223,11 +224,11 @@ def test_spread_fills_the_first_nodes_round_robin(
 
 
 def test_parse_host() -> None:
-    assert launchers.parse_host("node1:4") == ("node1", 4)
-    assert launchers.parse_host("node1", 2) == ("node1", 2)
+    assert schema.parse_host("node1:4") == ("node1", 4)
+    assert schema.parse_host("node1", 2) == ("node1", 2)
     for bad in ("node1:0", "node1:x", ":4"):
         with pytest.raises(ValueError):
-            launchers.parse_host(bad)
+            schema.parse_host(bad)
 
 
 def test_environment_does_not_change_the_callers_env() -> None:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bench import fit, model, timing
-from bench.engine import SingleProcess, launched_rank, launched_ranks
-from bench.preprocess import to_model_input
+from bench.input.preprocess import to_model_input
+from bench.job import fit, model, timing
+from bench.job.engine import SingleProcess, launched_rank, launched_ranks
 
 
 @pytest.mark.parametrize(

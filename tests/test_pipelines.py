@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import bench  # noqa: F401  (before TensorFlow)
-from bench.pipelines import (
+from bench.input.pipelines import (
     PipelineOptions,
     Source,
     build_dataset,
@@ -99,7 +98,7 @@ def test_resize_matches_the_decoder_ceilings_within_a_gray_level(synth_root: Pat
     """The pipelines' resize (TF, rounded to uint8) against the ceiling's PIL affine one."""
     from PIL import Image
 
-    from bench.ceiling import resized
+    from bench.measure.ceiling import resized
 
     raw = raw_source(synth_root, "val")
     images, _ = _arrays(build_dataset(raw, _options("naive", image_size=48)))
@@ -280,7 +279,7 @@ def records_raw_48(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_records_of_one_stored_size_are_resized_per_batch_to_the_same_pixels(
     records_raw_48: Path,
 ) -> None:
-    from bench.preprocess import resize
+    from bench.input.preprocess import resize
 
     out = records_raw_48
     source = tfrecord_source(out, "val")
@@ -332,7 +331,7 @@ def _bilinear_reference(image: np.ndarray, size: int) -> np.ndarray:
 def test_batch_resize_is_bilinear_to_within_a_gray_level(stored: int, size: int) -> None:
     """Whichever way a batch is resized (block matrices for small shrink ratios such as
     8:7, TensorFlow's kernel otherwise), each image is the bilinear image, rounded."""
-    from bench.preprocess import resize_batch
+    from bench.input.preprocess import resize_batch
 
     generator = np.random.default_rng(stored * 1000 + size)
     # Smooth gradients plus noise: both flat regions and sharp edges.
@@ -384,7 +383,7 @@ def test_a_data_set_where_nothing_decodes_fails_instead_of_spinning(
 ) -> None:
     """An endless training stream of bad files never fills a batch: the guard's stall
     limit (lowered here to keep the test short) ends it with the files named."""
-    monkeypatch.setattr("bench.guard.stall_limit", lambda batch_size: 40)
+    monkeypatch.setattr("bench.input.guard.stall_limit", lambda batch_size: 40)
     root = _copy(synth_root, tmp_path)
     source = raw_source(root, "val")
     for path in source.files:
@@ -474,7 +473,7 @@ def test_raw_records_are_decoded_per_batch_and_bad_ones_still_named(
 ) -> None:
     """The tuned pipeline decodes raw uint8 records a batch at a time: the same pixels as
     the per-image road, and a bad record is still named with its shard and index."""
-    from bench.sources import batch_loader
+    from bench.input.sources import batch_loader
 
     directory = _copy(records_raw_48, tmp_path)
     source = tfrecord_source(directory, "val")
@@ -530,7 +529,7 @@ def test_a_record_that_is_no_example_fails_its_batch_by_name_even_the_last(
 def test_raw_records_where_nothing_parses_fail_instead_of_spinning(
     records_raw_48: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bench.guard.stall_limit", lambda batch_size: 40)
+    monkeypatch.setattr("bench.input.guard.stall_limit", lambda batch_size: 40)
     directory = _copy(records_raw_48, tmp_path)
     source = tfrecord_source(directory, "val")
     for shard, count in zip(source.files, source.record_counts, strict=True):

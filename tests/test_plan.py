@@ -10,15 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.plan import (
-    Cell,
-    SweepError,
-    cell_hash,
-    check,
-    load_sweep,
-    parse_sweep,
-    plan,
-)
+from bench.contract.cell import cell_hash
+from bench.sweep.checks import check
+from bench.sweep.load import load_sweep, parse_sweep
+from bench.sweep.plan import Cell, plan
+from bench.sweep.schema import SweepError
 
 REPO = Path(__file__).resolve().parent.parent
 

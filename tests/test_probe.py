@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import bench  # noqa: F401  (before TensorFlow)
-from bench.ceiling import decode_example, parse_example
-from bench.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
-from bench.probe import decoder_ceiling, probe
+from bench.input.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
+from bench.measure.ceiling import decode_example, parse_example
+from bench.measure.probe import decoder_ceiling, probe
 from converters import features
 
 SLOW_S = 0.25

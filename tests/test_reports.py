@@ -29,9 +29,10 @@ from golden_writer import (
     write_golden,
 )
 
-from bench.results import failure_result, find_results, load_result, write_result
+from bench.contract.results import failure_result, find_results, load_result, write_result
 from reports.__main__ import main
-from reports.build import Report, build_report
+from reports.build import build_report
+from reports.document import Report
 from reports.format import Table
 from reports.load import load_results_sets
 
@@ -293,7 +294,7 @@ def test_bad_input_exits_2_naming_the_file(
 
 def test_cli_runs_without_tensorflow_horovod_or_nvml(golden_report: Path) -> None:
     stdout = (golden_report.parent / "cli-stdout.txt").read_text(encoding="utf-8")
-    assert "HEAVY []" in stdout  # neither imported by reports nor by bench.results
+    assert "HEAVY []" in stdout  # neither imported by reports nor by bench.contract.results
     assert f"{golden_report / 'report.html'}" in stdout
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import (
+from bench.contract.results import (
     SCHEMA_VERSION,
     ResultSchemaError,
     empty_result,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import run
-from bench.results import find_results, load_result
+from bench.contract.results import find_results, load_result
 
 TINY = ["--image-size", "32", "--batch-per-gpu", "2", "--telemetry-period-s", "0.2"]
 

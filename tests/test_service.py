@@ -25,6 +25,13 @@ import pytest
 import tensorflow as tf
 
 import bench  # noqa: F401  (before TensorFlow)
+from bench.input.pipelines import (
+    PipelineOptions,
+    Source,
+    build_dataset,
+    raw_source,
+    tfrecord_source,
+)
 from bench.input.service import (
     Server,
     ServiceConfig,
@@ -34,7 +41,6 @@ from bench.input.service import (
 )
 from bench.input.service_job import job_name, through_service
 from bench.input.service_usage import MANIFEST, cpu_seconds
-from bench.pipelines import PipelineOptions, Source, build_dataset, raw_source, tfrecord_source
 
 WORKERS = 2
 RANKS = 2

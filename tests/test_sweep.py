@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import results
-from bench.plan import load_sweep, plan
-from bench.runner import result_cell
+from bench.contract import results
 from bench.sweep import SweepOptions, parse_args, run
+from bench.sweep.jobs import result_cell
+from bench.sweep.load import load_sweep
+from bench.sweep.plan import plan
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,8 +32,8 @@ FAKE_WORKER = """
 import json, os, signal, sys, time
 from pathlib import Path
 import bench
-from bench import results
-from bench.config import RunConfig
+from bench.contract import results
+from bench.contract.config import RunConfig
 
 config = RunConfig.from_argv(sys.argv[1:])
 behaviour = json.loads(os.environ.get("FAKE_BEHAVIOUR", "{}")).get(

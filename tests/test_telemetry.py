@@ -10,8 +10,8 @@ import time
 import fake_nvml
 import pytest
 
-from bench import telemetry
-from bench.telemetry import GPM_METRICS, HostSampler, NvmlSampler, Telemetry
+from bench.job import telemetry
+from bench.job.telemetry import GPM_METRICS, HostSampler, NvmlSampler, Telemetry
 
 
 def _run(sampler: NvmlSampler, seconds: float) -> dict:
@@ -156,7 +156,7 @@ def test_host_sampler_rejects_bad_period() -> None:
 
 def test_telemetry_imports_no_tensorflow(repo_root) -> None:
     code = (
-        "import sys, bench.telemetry, bench.telemetry_check;"
+        "import sys, bench.job.telemetry, bench.telemetry_check;"
         "assert 'tensorflow' not in sys.modules, 'TensorFlow imported'"
     )
     done = subprocess.run(
@@ -191,6 +191,7 @@ def test_real_nvml_samples_a_gpu() -> None:
     sampler = NvmlSampler(period_s=0.1)
     samples = _run(sampler, 1.0)
     assert sampler.unavailable is None
+    assert samples["devices"], "NVML answered but no GPU was sampled"
     for device in samples["devices"]:
         assert len(device["t_s"]) >= 5
         assert all(value is not None for value in device["memory_used_bytes"])

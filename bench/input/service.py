@@ -36,7 +36,6 @@ seconds and cores used over a measured window, even in a job that does not own t
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -51,11 +50,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.input.service_usage import MANIFEST, describe_service, read_events
+from converters.children import die_with_parent
 
 SERVER_MODULE = "bench.input.service_server"
 LOCAL = "localhost"
 LOG_TAIL_CHARS = 4000
-PR_SET_PDEATHSIG = 1
 DEFAULT_REMOTE_COMMAND = ("ssh", "-o", "BatchMode=yes")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -262,7 +261,7 @@ class ServicePool:
                 stderr=subprocess.STDOUT,
                 env=self._env(),
                 start_new_session=True,
-                preexec_fn=_die_with_parent if local else None,
+                preexec_fn=die_with_parent if local else None,
             )
         except OSError as error:
             raise ServiceError(
@@ -394,12 +393,6 @@ def _signal(server: Server, signum: int) -> None:
     assert server.process is not None
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(server.process.pid, signum)
-
-
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _signal_name(number: int) -> str:

@@ -32,7 +32,7 @@ def job_name(run_id: str, *, rank: int, part: str = "train") -> str:
 def through_service(dataset: Any, *, service: str, job_name: str) -> Any:
     """`dataset` read through the service at `service` (grpc://host:port), static sharding.
 
-    `dataset` must come from bench.pipelines.build_dataset with service_workers set to the
+    `dataset` must come from bench.input.pipelines.build_dataset with service_workers set to the
     pool's worker count, so that each worker takes its part.
     """
     import tensorflow as tf

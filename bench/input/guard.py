@@ -1,0 +1,348 @@
+"""The bad-data guard: no example is ever lost silently, and a bad one is always named.
+
+tf.data cannot catch an error per element, and its errors do not say which file failed
+("Invalid PNG data, size 1234"). The guard works around both without leaving the graph,
+at a cost per *batch* rather than per image (per-image bookkeeping cost more CPU than
+decoding a 256-px image):
+
+1. `decoding`: every element is numbered (`seq`, from enumerate) before decoding, and the
+   decode function first writes (seq, file index, record index, problem) to a table.
+2. the pipeline decodes with an order-preserving map followed by `ignore_errors()`, so an
+   element that fails to decode simply goes missing from an ordered stream.
+3. `check`, per batch: the numbers missing between the last batch and this one are the
+   failures; the table names their file (and record). Elements the source stage already
+   knew to be bad (an unreadable record) arrive with a problem code. A finite stream ends
+   with a sentinel, so that failures at the very end are seen too.
+
+Then either the run fails with `InvalidArgumentError: bad data: <file> (record N): <why>`,
+or, with skip_bad, the elements are dropped, counted in `skipped` and named on stderr.
+
+`decoding_batch` is the same bookkeeping for a decoder that takes a whole batch (raw
+uint8 records): one table write per batch, bad images come back marked rather than
+missing, and only a batch that fails as a whole (a record that is no tf.train.Example)
+goes missing; `end_batch` then replaces the sentinel, which could be lost with it.
+
+A stream in which nothing decodes would otherwise never fill a batch and spin forever:
+once an element is more than `stall_limit` numbers ahead of the last checked batch, it
+is not decoded but passed on marked as stalled, which fails the run and names the files.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from bench.input.sources import (
+    PROBLEM_NONE,
+    PROBLEM_UNREADABLE,
+    PROBLEMS,
+    BatchDecoder,
+    known_problem,
+    plain,
+)
+from converters.labels import NUM_LABELS
+
+DECODE_FAILED = "could not be read or decoded as an image"
+BATCH_FAILED = (
+    "in a batch of records that failed to parse as a whole (one or more of them is not a "
+    "tf.train.Example; python -m converters.verify names it)"
+)
+# Codes after PROBLEM_UNREADABLE (bench.input.sources): set by the guard itself.
+PROBLEM_STALLED = 2
+PROBLEM_UNDECODABLE = 3  # marked by a batch decoder, which does not fail on a bad image
+PROBLEM_BATCH_FAILED = 4  # lost with a whole batch that failed to decode
+STALLED = "not one batch of usable examples among the last {limit} read"
+NAMED = 10  # bad elements named in one message; the rest are counted
+Element = dict[str, tf.Tensor]
+PROGRESS = 0  # the progress table's one key
+Decoder = Callable[[Element], tuple[tf.Tensor, tf.Tensor]]
+
+
+def stall_limit(batch_size: int) -> int:
+    """Elements a decoded element may run ahead of the checks before the guard calls it a
+    stall: far above what tf.data holds in flight (parallel maps and batches)."""
+    return 256 * batch_size + 65536
+
+
+class BadDataGuard:
+    """Numbers elements before decoding and accounts for every one after it, per batch."""
+
+    def __init__(self, files: tuple[str, ...], *, skip_bad: bool, batch_size: int) -> None:
+        self.skip_bad = skip_bad
+        self.limit = stall_limit(batch_size)
+        self._files = tf.constant(files)
+        # Rows (seq, file index, record index, problem) by seq, removed once checked; the
+        # first number not yet accounted for (key PROGRESS); per decoded batch, one more
+        # than its highest number (`end_batch`). Tables shared by name, not variables:
+        # tf.data captures a variable by value in each function it serializes (a tf.data
+        # service worker would get one copy per stage), a named table is found by name.
+        self._rows = _SharedTable(f"chexbench-guard-rows-{uuid.uuid4().hex}", width=4)
+        self._progress = _SharedTable(f"chexbench-guard-progress-{uuid.uuid4().hex}", width=1)
+        self._issued = _SharedTable(f"chexbench-guard-issued-{uuid.uuid4().hex}", width=1)
+        # How many elements were dropped (skip_bad) since the dataset was built; read in
+        # this process only (not through a tf.data service).
+        self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def skipped_count(self) -> int:
+        return int(self.skipped.numpy())
+
+    def numbered(self, elements: tf.data.Dataset, *, finite: bool) -> tf.data.Dataset:
+        """(seq, element) pairs; a finite stream ends with a sentinel (source_id -1)."""
+        if finite:
+            elements = elements.concatenate(
+                tf.data.Dataset.from_tensors(_sentinel(elements.element_spec))
+            )
+        return elements.enumerate()
+
+    def decoding(self, decode: Decoder, image_size: int) -> Callable[..., Element]:
+        """The per-element map function: remember where `seq` came from, then decode.
+
+        Sentinels, known-bad and stalled elements are not decoded but get a zero image, so
+        that they reach `check` in order.
+        """
+
+        def function(seq: tf.Tensor, element: Element) -> Element:
+            # A fresh element that goes missing failed to decode (DECODE_FAILED).
+            end, known, fresh, stalled, remember = self._remember(seq, element, PROBLEM_NONE)
+            with tf.control_dependencies([remember]):
+                image, label = tf.cond(
+                    tf.logical_and(fresh, tf.logical_not(stalled)),
+                    lambda: decode(element),
+                    lambda: (
+                        tf.zeros([image_size, image_size, 1], tf.uint8),
+                        tf.zeros([NUM_LABELS], tf.float32),
+                    ),
+                )
+            problem = tf.where(tf.logical_and(fresh, stalled), PROBLEM_STALLED, known)
+            return {"seq": seq, "problem": problem, "end": end, "image": image, "label": label}
+
+        return plain(function)
+
+    def decoding_batch(self, decode: BatchDecoder, image_size: int) -> Callable[..., Element]:
+        """`decoding` for a batch decoder (bench.input.sources.batch_loader), mapped over
+        batches of numbered elements: one table write and one decoder call per batch.
+
+        Bad images come back marked (PROBLEM_UNDECODABLE), not missing; a batch that fails
+        as a whole goes missing and `check` names its records with BATCH_FAILED. A batch
+        in which every element has stalled is not decoded.
+        """
+
+        def function(seq: tf.Tensor, elements: Element) -> Element:
+            end, known, fresh, stalled, remember = self._remember(
+                seq, elements, PROBLEM_BATCH_FAILED
+            )
+            issued = self._issued.insert(seq[-1:], seq[-1:, None] + 1)
+            count = tf.shape(seq)[0]
+            # Written before decoding, so that a batch that fails still leaves its trace.
+            with tf.control_dependencies([remember, issued]):
+                images, labels, decoded = tf.cond(
+                    tf.reduce_any(tf.logical_and(fresh, tf.logical_not(stalled))),
+                    lambda: decode(elements),
+                    lambda: (
+                        tf.zeros([count, image_size, image_size, 1], tf.uint8),
+                        tf.zeros([count, NUM_LABELS], tf.float32),
+                        tf.zeros([count], tf.bool),
+                    ),
+                )
+            undecodable = tf.logical_and(fresh, tf.logical_not(decoded))
+            problem = tf.where(undecodable, PROBLEM_UNDECODABLE, known)
+            problem = tf.where(tf.logical_and(fresh, stalled), PROBLEM_STALLED, problem)
+            return {"seq": seq, "problem": problem, "end": end, "image": images, "label": labels}
+
+        return plain(function)
+
+    def _remember(
+        self, seq: tf.Tensor, elements: Element, if_missing: int
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Operation]:
+        """For one element (scalar `seq`) or a batch: (end, known problem, fresh, stalled,
+        the table write). The table's row holds why the element is bad should it go missing:
+        its known problem, or `if_missing` for a fresh one."""
+        end = elements["source_id"] < 0
+        known = tf.where(end, PROBLEM_NONE, known_problem(elements))
+        fresh = tf.logical_and(tf.logical_not(end), known == PROBLEM_NONE)
+        progress = self._progress.find(tf.constant([PROGRESS], tf.int64), default=0)[0, 0]
+        stalled = seq - progress > self.limit
+        problem = tf.cast(tf.where(fresh, if_missing, known), tf.int64)
+        rows = tf.stack([seq, elements["source_id"], elements["record"], problem], axis=-1)
+        remember = self._rows.insert(tf.reshape(seq, [-1]), tf.reshape(rows, [-1, 4]))
+        return end, known, fresh, stalled, remember
+
+    def end_batch(self, image_size: int) -> tf.data.Dataset:
+        """A one-element batch to append to a finite stream of `decoding_batch` batches:
+        its end element carries the count of numbers handed out, so that `check` sees the
+        elements of a last batch that failed as a whole. (A sentinel element could go
+        missing with that batch.) Built lazily, after every batch before it."""
+
+        def end(_: tf.Tensor) -> Element:
+            return {
+                "seq": tf.reshape(tf.reduce_max(tf.concat([[0], self._issued.values()], 0)), [1]),
+                "problem": tf.constant([PROBLEM_NONE]),
+                "end": tf.constant([True]),
+                "image": tf.zeros([1, image_size, image_size, 1], tf.uint8),
+                "label": tf.zeros([1, NUM_LABELS], tf.float32),
+            }
+
+        return tf.data.Dataset.range(1).map(plain(end))
+
+    def check(self, batches: tf.data.Dataset, *, drop_marked: bool) -> tf.data.Dataset:
+        """Account for the gaps and problems of each batch: fail, or drop and count.
+
+        Batches keep `seq`, `image` and `label`. With `drop_marked`, sentinels and bad
+        elements are removed (a batch may shrink, or vanish); without it the caller knows
+        none can be there (an endless stream that fails on bad data).
+        """
+        checked = batches.scan(tf.constant(0, tf.int64), plain(self._account))
+        if not drop_marked:
+            return checked.map(plain(lambda batch: _fields(batch)))
+        kept = checked.map(plain(_drop_marked))
+        return kept.filter(plain(lambda batch: tf.size(batch["seq"]) > 0))
+
+    def _account(self, expected: tf.Tensor, batch: Element) -> tuple[tf.Tensor, Element]:
+        seq = batch["seq"]
+        last = seq[-1]
+        span = last + 1 - expected
+        present = tf.scatter_nd((seq - expected)[:, None], tf.ones_like(seq), span[None])
+        missing = tf.boolean_mask(tf.range(expected, last + 1), tf.equal(present, 0))
+        is_bad = tf.logical_and(
+            batch["problem"] != PROBLEM_NONE, batch["problem"] != PROBLEM_STALLED
+        )
+        bad = tf.concat([missing, tf.boolean_mask(seq, is_bad)], 0)
+        marked = tf.boolean_mask(batch["problem"], is_bad)
+        stalled = tf.reduce_any(tf.equal(batch["problem"], PROBLEM_STALLED))
+        acted = tf.cond(
+            tf.logical_or(tf.size(bad) > 0, stalled),
+            lambda: self._act(bad, marked, stalled),
+            lambda: tf.constant(0, tf.int64),
+        )
+        advanced = self._progress.insert(tf.constant([PROGRESS], tf.int64), [[last + 1]])
+        with tf.control_dependencies([acted]):
+            checked = self._rows.remove(tf.range(expected, last + 1))
+        with tf.control_dependencies([advanced, checked]):
+            return last + 1, {**batch, "seq": tf.identity(seq)}
+
+    def _act(self, bad: tf.Tensor, marked: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
+        """Name the bad elements (numbers `bad`: the missing ones, then those that arrived
+        with the problem codes `marked`); fail, or report and count them."""
+        rows = self._rows.find(bad, default=-1)
+        # Why: the table's row for a missing element, the element's own code for the rest.
+        lost = tf.size(bad) - tf.size(marked)
+        reasons = tf.concat([rows[:lost, 3], tf.cast(marked, tf.int64)], 0)
+        rows = tf.concat([rows[:, :3], reasons[:, None]], 1)
+        # A row never written (or already removed) does not name its file.
+        text = _describe(self._files, rows, tf.equal(rows[:, 0], bad))
+        count = tf.size(bad, out_type=tf.int64)
+        stall_text = STALLED.format(limit=self.limit)
+        if not self.skip_bad:
+            check = tf.debugging.Assert(
+                False,
+                [
+                    "bad data:",
+                    text,
+                    "(set skip_bad to skip such examples and count them)",
+                    tf.where(stalled, stall_text, ""),
+                ],
+            )
+            with tf.control_dependencies([check]):
+                return tf.constant(0, tf.int64)
+        fail_on_stall = tf.debugging.Assert(
+            tf.logical_not(stalled), ["bad data:", stall_text, "; skipped:", text]
+        )
+        printed = tf.print("chexbench: skipped bad data:", text, output_stream=sys.stderr)
+        with tf.control_dependencies([fail_on_stall, printed]):
+            return self.skipped.assign_add(count)
+
+
+def _fields(batch: Element) -> Element:
+    return {name: batch[name] for name in ("seq", "image", "label")}
+
+
+def _drop_marked(batch: Element) -> Element:
+    """Only real, good elements: not the end sentinel, not a known-bad record."""
+    keep = tf.logical_and(tf.logical_not(batch["end"]), tf.equal(batch["problem"], PROBLEM_NONE))
+    return {name: tf.boolean_mask(value, keep) for name, value in _fields(batch).items()}
+
+
+def _sentinel(spec: dict[str, tf.TensorSpec]) -> Element:
+    """An element of the same structure that marks the end of a finite stream."""
+    element = {
+        name: tf.constant("") if item.dtype == tf.string else tf.zeros(item.shape, item.dtype)
+        for name, item in spec.items()
+    }
+    element["source_id"] = tf.constant(-1, tf.int64)
+    return element
+
+
+# By code; a stalled element is not a reason of its own (STALLED says why).
+_REASONS = ("", PROBLEMS[PROBLEM_UNREADABLE], "", DECODE_FAILED, BATCH_FAILED)
+
+
+def _describe(files: tf.Tensor, rows: tf.Tensor, known: tf.Tensor) -> tf.Tensor:
+    """Table rows [k, 4] -> one string naming the first NAMED: "file (record r): reason; ..."."""
+    shown = rows[:NAMED]
+    names = tf.gather(files, tf.maximum(shown[:, 1], 0))
+    names = tf.where(known[:NAMED], names, "an example whose file is no longer known")
+    records = shown[:, 2]
+    record_text = tf.where(
+        records >= 0, tf.strings.join([" (record ", tf.strings.as_string(records), ")"]), ""
+    )
+    problem = shown[:, 3]
+    reasons = tf.where(
+        problem > 0, tf.gather(tf.constant(_REASONS), tf.maximum(problem, 0)), DECODE_FAILED
+    )
+    text = tf.strings.reduce_join(
+        tf.strings.join([names, record_text, ": ", reasons]), separator="; "
+    )
+    more = tf.shape(rows, out_type=tf.int64)[0] - NAMED
+    return tf.strings.join(
+        [
+            text,
+            tf.where(more > 0, tf.strings.join([" and ", tf.strings.as_string(more), " more"]), ""),
+        ]
+    )
+
+
+class _SharedTable:
+    """An int64 hash table (key -> [width] values) that every tf.data function using it
+    finds by its shared name: one table per process (or per tf.data service worker)."""
+
+    def __init__(self, name: str, *, width: int) -> None:
+        self.name = name
+        self.width = width
+
+    def _handle(self) -> tf.Tensor:
+        return tf.raw_ops.MutableHashTableOfTensorsV2(
+            key_dtype=tf.int64,
+            value_dtype=tf.int64,
+            value_shape=[self.width],
+            shared_name=self.name,
+            use_node_name_sharing=False,
+        )
+
+    def insert(self, keys: tf.Tensor, values: tf.Tensor) -> tf.Operation:
+        values = tf.reshape(tf.cast(values, tf.int64), [-1, self.width])
+        return tf.raw_ops.LookupTableInsertV2(
+            table_handle=self._handle(), keys=tf.cast(keys, tf.int64), values=values
+        )
+
+    def find(self, keys: tf.Tensor, *, default: int) -> tf.Tensor:
+        """[len(keys), width]; `default` in every column of a key not in the table."""
+        return tf.raw_ops.LookupTableFindV2(
+            table_handle=self._handle(),
+            keys=tf.cast(keys, tf.int64),
+            default_value=tf.fill([self.width], tf.constant(default, tf.int64)),
+        )
+
+    def remove(self, keys: tf.Tensor) -> tf.Operation:
+        return tf.raw_ops.LookupTableRemoveV2(
+            table_handle=self._handle(), keys=tf.cast(keys, tf.int64)
+        )
+
+    def values(self) -> tf.Tensor:
+        """Every value in the table, flattened."""
+        _, values = tf.raw_ops.LookupTableExportV2(
+            table_handle=self._handle(), Tkeys=tf.int64, Tvalues=tf.int64
+        )
+        return tf.reshape(values, [-1])

@@ -1,0 +1,255 @@
+"""The input pipelines the benchmark compares: raw files or TFRecords, naive or tuned.
+
+    source stage (bench.input.sources) -> enumerate -> decode + resize to uint8, per image
+      (order-preserving; bench.input.guard numbers each image first) -> ignore_errors -> batch
+      -> guard check, per batch -> [resize, per batch] -> [cache] -> flip, per batch
+      -> [prefetch]
+
+Raw uint8 records (nothing to decode per image) take a shorter road in the tuned
+pipeline: enumerate -> batch -> parse and check the batch's records at once
+(bench.input.sources.batch_loader) -> guard check -> ...; a per-image tf.data function costs
+more CPU than such an image's whole decoding.
+
+Only the source stage knows whether it reads image files or shards, and the two
+structures differ only in how the stages run:
+
+- `naive`: one element at a time, nothing overlapped: shards read one after another,
+  sequential maps, no prefetch, tf.data's autotuning and its automatic parallelisation
+  and prefetch injection switched off.
+- `tuned` (TF's official-models recipe and the poster's): shards sharded by worker before
+  shuffling, parallel interleave, parallel maps, parallel batching, prefetch; every knob
+  AUTOTUNE unless set.
+
+Both yield (uint8 images [B, S, S, 1], float32 labels [B, 14]); the model's first layer
+widens, normalises and casts on the device (bench.input.preprocess.to_model_input). Everything
+after decoding that can be done per batch is: per-image tf.data stages cost more CPU than
+decoding a small image.
+
+Training pipelines shuffle (files, then a buffer of records), flip, drop the last partial
+batch and repeat forever; evaluation pipelines read every example exactly once across
+workers in a stable order, unflipped, keeping the last partial batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from bench.contract.config import PIPELINES
+from bench.input.guard import BadDataGuard
+from bench.input.preprocess import flip_batch, resize, resize_batch
+from bench.input.sources import (
+    Element,
+    ReadPlan,
+    Source,
+    batch_loader,
+    encoded_elements,
+    loader,
+    plain,
+    raw_source,
+    tfrecord_source,
+)
+
+__all__ = [
+    "PipelineOptions",
+    "Source",
+    "build_dataset",
+    "raw_source",
+    "skipped_count",
+    "tfrecord_source",
+]
+
+# The dataset carries its own guard, so that its skip count is asked of the dataset itself.
+GUARD_ATTRIBUTE = "chexbench_guard"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineOptions:
+    """How to build a pipeline. None for a tuned knob means AUTOTUNE (or tf.data's default)."""
+
+    kind: str  # "naive" | "tuned"
+    image_size: int = 224
+    batch_size: int = 64  # per worker
+    training: bool = True
+    parallel_calls: int | None = None  # decode/preprocess maps and batching (tuned)
+    cycle_length: int | None = None  # shards read at once (tuned, tfrecord)
+    shuffle_buffer: int = 1024  # records (tfrecord; raw files are shuffled whole)
+    prefetch: int | None = None  # batches (tuned)
+    cache: bool = False  # keep decoded, resized images in memory after the first pass
+    private_threads: int | None = None  # tf.data's own thread pool size (tuned)
+    seed: int = 0
+    skip_bad: bool = False  # drop, count and name bad examples instead of failing
+
+    def __post_init__(self) -> None:
+        if self.kind not in PIPELINES:
+            raise ValueError(f"kind must be naive or tuned, got {self.kind!r}")
+        for name in ("image_size", "batch_size", "shuffle_buffer"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("parallel_calls", "cycle_length", "prefetch", "private_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 or None (AUTOTUNE), got {value}")
+
+
+def build_dataset(
+    source: Source,
+    options: PipelineOptions,
+    *,
+    worker_index: int = 0,
+    num_workers: int = 1,
+    epoch: int = 0,
+    service_workers: int = 0,
+) -> tf.data.Dataset:
+    """Batches of (images uint8 [B, S, S, 1], gray 0..255; labels float32 [B, 14]) for
+    worker `worker_index` of `num_workers`.
+
+    Training repeats forever; evaluation passes over the worker's share once. `epoch`
+    offsets the shuffle and flip seeds, for callers that build one dataset per epoch.
+    With `service_workers` > 0 the dataset is meant for a tf.data service of that many
+    workers (bench.input.service): each takes a disjoint part of this worker's share.
+    """
+    if not 0 <= worker_index < num_workers:
+        raise ValueError(f"worker_index {worker_index} is not in 0..{num_workers - 1}")
+    tuned = options.kind == "tuned"
+    seed = options.seed * 1_000_003 + epoch * 7919
+    repeat_at_source = options.training and not options.cache
+    plan = ReadPlan(
+        training=options.training,
+        parallel=tuned,
+        worker_index=worker_index,
+        num_workers=num_workers,
+        repeat=repeat_at_source,
+        shuffle_seed=seed,
+        cycle_length=options.cycle_length,
+        shuffle_buffer=options.shuffle_buffer,
+        service_workers=service_workers,
+    )
+    guard = BadDataGuard(source.files, skip_bad=options.skip_bad, batch_size=options.batch_size)
+    parallel = (options.parallel_calls or tf.data.AUTOTUNE) if tuned else None
+    batch_size = options.batch_size
+
+    # Images of one known stored size are resized per batch, after the check.
+    batch_resize = source.stored_size not in (None, options.image_size)
+    decoded_size = source.stored_size if batch_resize else options.image_size
+    finite = not repeat_at_source
+    # An endless stream without skip_bad holds nothing to drop: a bad element fails it.
+    drop_marked = options.skip_bad or finite
+    # Order-preserving maps, so that the guard can see which elements failed to decode.
+    batch_decode = batch_loader(source) if tuned and not options.skip_bad else None
+    if batch_decode is None:
+        numbered = guard.numbered(encoded_elements(source, plan), finite=finite)
+        decode = guard.decoding(_decoder(source, decoded_size), decoded_size)
+        decoded = numbered.map(decode, **_parallel(parallel, True)).ignore_errors()
+        batches = decoded.batch(
+            batch_size, drop_remainder=not drop_marked, **_parallel(parallel, True)
+        )
+    else:
+        # Nothing to decode per image (raw uint8 records): batch first, decode per batch.
+        # Not under skip_bad: a record that is no tf.train.Example fails its whole batch,
+        # which is named, but would be dropped with it.
+        numbered = guard.numbered(encoded_elements(source, plan), finite=False)
+        batches = numbered.batch(
+            batch_size, drop_remainder=not drop_marked, **_parallel(parallel, True)
+        )
+        decode = guard.decoding_batch(batch_decode, decoded_size)
+        batches = batches.map(decode, **_parallel(parallel, True)).ignore_errors()
+        if finite:
+            batches = batches.concatenate(guard.end_batch(decoded_size))
+    checked = guard.check(batches, drop_marked=drop_marked)
+    if batch_resize:
+        checked = checked.map(
+            plain(
+                lambda batch: {**batch, "image": resize_batch(batch["image"], options.image_size)}
+            ),
+            **_parallel(parallel, True),
+        )
+    if options.cache:
+        images = checked.unbatch().map(plain(_image_and_label)).cache()
+        if options.training:
+            images = images.shuffle(options.shuffle_buffer, seed=seed + 2).repeat()
+        # Running numbers after the cache: flips differ between epochs.
+        checked = images.enumerate().map(plain(_numbered_pair))
+        checked = checked.batch(batch_size, drop_remainder=options.training)
+    elif options.skip_bad:
+        # Dropped elements leave short batches: regroup into full ones (evaluation keeps
+        # its last partial batch).
+        checked = checked.unbatch().batch(batch_size, drop_remainder=options.training)
+
+    def model_input(batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        images = batch["image"]
+        if options.training:
+            images = flip_batch(images, batch["seq"], seed)
+        return images, batch["label"]
+
+    batches = checked.map(plain(model_input), **_parallel(parallel, True))
+    if tuned:
+        batches = batches.prefetch(options.prefetch or tf.data.AUTOTUNE)
+    batches = batches.with_options(_tuned_options(options) if tuned else _naive_options())
+    setattr(batches, GUARD_ATTRIBUTE, guard)
+    return batches
+
+
+def skipped_count(dataset: tf.data.Dataset) -> int | None:
+    """Examples dropped as bad so far by a dataset from build_dataset with skip_bad=True.
+
+    None when the dataset did not come from build_dataset or does not skip (it fails).
+    """
+    guard = getattr(dataset, GUARD_ATTRIBUTE, None)
+    if guard is None or not guard.skip_bad:
+        return None
+    return guard.skipped_count()
+
+
+def _decoder(source: Source, image_size: int) -> Callable[[Element], tuple[tf.Tensor, tf.Tensor]]:
+    """Decode to uint8 [image_size, image_size, 1]: resized, or checked to be that size
+    when the source states it (an image of another size then fails like a corrupt one)."""
+    load = loader(source)
+
+    def decode(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
+        image, label = load(element)
+        if source.stored_size == image_size:
+            return tf.ensure_shape(image, [image_size, image_size, 1]), label
+        return resize(image, image_size), label
+
+    return decode
+
+
+def _parallel(calls: int | None, deterministic: bool) -> dict[str, object]:
+    """Keyword arguments for a map or batch: sequential (naive) or parallel (tuned)."""
+    if calls is None:
+        return {}
+    return {"num_parallel_calls": calls, "deterministic": deterministic}
+
+
+def _numbered_pair(index: tf.Tensor, pair: tuple[tf.Tensor, tf.Tensor]) -> Element:
+    image, label = pair
+    return {"seq": index, "image": image, "label": label}
+
+
+def _image_and_label(element: Element) -> tuple[tf.Tensor, tf.Tensor]:
+    return element["image"], element["label"]
+
+
+def _naive_options() -> tf.data.Options:
+    """Everything sequential: no autotuning, no automatic parallelism or prefetch."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.deterministic = True
+    options.threading.max_intra_op_parallelism = 1
+    optimization = options.experimental_optimization
+    optimization.map_parallelization = False
+    optimization.inject_prefetch = False
+    optimization.parallel_batch = False
+    optimization.map_and_batch_fusion = False
+    return options
+
+
+def _tuned_options(pipeline: PipelineOptions) -> tf.data.Options:
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    if pipeline.private_threads is not None:
+        options.threading.private_threadpool_size = pipeline.private_threads
+    return options

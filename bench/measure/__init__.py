@@ -1,0 +1,3 @@
+"""Tools that measure the input on its own: `probe` (a pipeline's rate), `ceiling` (the
+per-format bound), `pipeline_benchmark` (`python -m bench.pipeline_benchmark`).
+"""

@@ -1,0 +1,193 @@
+"""The pipeline-only probe: what an input pipeline supplies with no model behind it.
+
+`probe` pulls batches from a dataset as fast as it gives them and records everything a
+report needs to judge the figure: the first batch (iterator start-up) and the warm-up
+batches, excluded from the rate but kept; every measured batch's time; the images per
+second over the measured window; latency percentiles; host CPU use of this process and
+of the whole machine. `decoder_ceiling` (bench.measure.ceiling) is the reference to put beside it.
+
+TensorFlow is not imported here: probe() only iterates, and the ceiling's worker processes
+import this package without paying for TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import psutil
+
+from bench.measure.ceiling import decoder_ceiling
+
+__all__ = ["ProbeResult", "decoder_ceiling", "probe"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeResult:
+    """One probe of one dataset. Times in seconds, CPU in percent, rates in images/s."""
+
+    batch_size: int  # nominal, per batch
+    batches: int  # measured batches (fewer than asked when the dataset ended)
+    images: int  # images in the measured batches
+    measured_s: float | None
+    images_per_sec: float | None  # None (with `note`) when nothing was measured
+    time_to_first_batch_s: float  # iterator creation + first batch; always excluded
+    warmup_batches: int
+    warmup_batch_s: list[float]  # the excluded warm-up batches after the first
+    batch_s: list[float]  # every measured batch
+    latency_p50_s: float | None
+    latency_p90_s: float | None
+    latency_p99_s: float | None
+    process_cpu_pct: float | None  # this process over the measured window; 100 = one core
+    host_cpu_pct: float | None  # the whole machine over the window; 100 = every core busy
+    cpu_count: int
+    exhausted: bool  # the dataset ended before the asked-for batches
+    skipped_examples: int | None = None  # bad examples dropped (skip_bad), else None
+    note: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = asdict(self)
+        result["units"] = {"time": "seconds", "rate": "images/s", "cpu": "percent"}
+        return result
+
+
+def probe(
+    dataset: Iterable[Any],
+    *,
+    batch_size: int,
+    batches: int,
+    warmup_batches: int,
+    min_seconds: float = 0.0,
+) -> ProbeResult:
+    """Pull 1 + warmup_batches + batches batches from `dataset` and time them.
+
+    With `min_seconds`, measuring goes on past `batches` until the measured window is at
+    least that long (or the dataset ends): fast pipelines otherwise give windows too
+    short to mean anything.
+    """
+    if batches < 1 or warmup_batches < 0:
+        raise ValueError(
+            f"need batches >= 1 and warmup_batches >= 0, got {batches}, " f"{warmup_batches}"
+        )
+    started = time.perf_counter()
+    iterator = iter(dataset)
+    first = next(iterator, None)
+    time_to_first = time.perf_counter() - started
+    if first is None:
+        return _empty(batch_size, time_to_first, "the dataset yielded no batch")
+    warmup = _timed_batches(iterator, warmup_batches)
+    process = psutil.Process()
+    cpu_before = process.cpu_times()
+    psutil.cpu_percent(interval=None)  # starts the machine-wide window
+    window_start = time.perf_counter()
+    measured = _timed_batches(iterator, batches)
+    while min_seconds > time.perf_counter() - window_start and len(measured) >= batches:
+        more = _timed_batches(iterator, 1)
+        if not more:
+            break
+        measured += more
+    measured_s = time.perf_counter() - window_start
+    host_pct = psutil.cpu_percent(interval=None)
+    cpu_after = process.cpu_times()
+    times = [seconds for seconds, _ in measured]
+    images = sum(count for _, count in measured)
+    exhausted = len(warmup) < warmup_batches or len(measured) < batches
+    percentiles = _percentiles(times)
+    process_pct = None
+    if measured_s > 0:
+        used = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+        process_pct = 100.0 * used / measured_s
+    return ProbeResult(
+        batch_size=batch_size,
+        batches=len(measured),
+        images=images,
+        measured_s=measured_s if measured else None,
+        images_per_sec=images / measured_s if measured and measured_s > 0 else None,
+        time_to_first_batch_s=time_to_first,
+        warmup_batches=len(warmup),
+        warmup_batch_s=[seconds for seconds, _ in warmup],
+        batch_s=times,
+        latency_p50_s=percentiles[0],
+        latency_p90_s=percentiles[1],
+        latency_p99_s=percentiles[2],
+        process_cpu_pct=process_pct if measured else None,
+        host_cpu_pct=host_pct if measured else None,
+        cpu_count=os.cpu_count() or 1,
+        exhausted=exhausted,
+        skipped_examples=_skipped(dataset),
+        note=_note(len(warmup), len(measured), warmup_batches, batches),
+    )
+
+
+def _timed_batches(iterator: Any, count: int) -> list[tuple[float, int]]:
+    """(seconds, images) per batch, for up to `count` batches."""
+    timed: list[tuple[float, int]] = []
+    for _ in range(count):
+        start = time.perf_counter()
+        batch = next(iterator, None)
+        elapsed = time.perf_counter() - start
+        if batch is None:
+            break
+        timed.append((elapsed, _batch_images(batch)))
+    return timed
+
+
+def _batch_images(batch: Any) -> int:
+    """The leading dimension of the batch's first tensor (the images)."""
+    first = batch
+    while isinstance(first, tuple | list):
+        first = first[0]
+    if isinstance(first, dict):
+        first = next(iter(first.values()))
+    return int(first.shape[0])
+
+
+def _percentiles(times: list[float]) -> tuple[float | None, float | None, float | None]:
+    if not times:
+        return None, None, None
+    p50, p90, p99 = np.percentile(np.asarray(times), [50, 90, 99])
+    return float(p50), float(p90), float(p99)
+
+
+def _skipped(dataset: Any) -> int | None:
+    from bench.input.pipelines import skipped_count  # TensorFlow is loaded by now
+
+    try:
+        return skipped_count(dataset)
+    except TypeError:  # not a tf.data.Dataset: cannot be a key of the guard registry
+        return None
+
+
+def _note(warmed: int, measured: int, warmup_batches: int, batches: int) -> str | None:
+    if warmed < warmup_batches:
+        return f"the dataset ended during warm-up ({warmed} of {warmup_batches} batches)"
+    if measured < batches:
+        return f"the dataset ended after {measured} of {batches} measured batches"
+    return None
+
+
+def _empty(batch_size: int, time_to_first: float, note: str) -> ProbeResult:
+    return ProbeResult(
+        batch_size=batch_size,
+        batches=0,
+        images=0,
+        measured_s=None,
+        images_per_sec=None,
+        time_to_first_batch_s=time_to_first,
+        warmup_batches=0,
+        warmup_batch_s=[],
+        batch_s=[],
+        latency_p50_s=None,
+        latency_p90_s=None,
+        latency_p99_s=None,
+        process_cpu_pct=None,
+        host_cpu_pct=None,
+        cpu_count=os.cpu_count() or 1,
+        exhausted=True,
+        note=note,
+    )

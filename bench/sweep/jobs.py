@@ -1,0 +1,89 @@
+"""Cells -> jobs: one job per cell and repeat (only the missing ones with --resume), run
+in order. A job's process is the business of `bench.sweep.execute`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from bench.contract.cell import cell_record, engine_name
+from bench.contract.config import config_dict
+from bench.sweep import launchers
+from bench.sweep.execute import Job, Progress, repeat_statuses, run_job, skip
+from bench.sweep.plan import Cell
+from bench.sweep.prepare import unprepared
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job and the planned cell it runs."""
+
+    job: Job
+    cell_ref: Cell
+
+
+def pending_jobs(
+    cells: Sequence[Cell], sweep_dir: Path, *, resume: bool, env: Mapping[str, str]
+) -> list[PlannedJob]:
+    """One job per cell and repeat; with `resume`, only repeats without an ok result."""
+    jobs = []
+    for cell in cells:
+        directory = sweep_dir / cell.folder
+        done = repeat_statuses(directory) if resume else {}
+        for repeat in range(cell.repeats):
+            if done.get(repeat, ("",))[0] == "ok":
+                continue
+            job = Job(
+                cell_id=cell.id,
+                slug=cell.slug,
+                repeat=repeat,
+                directory=directory,
+                argv=tuple(launchers.command(cell, repeat, environ=env)),
+                timeout_s=cell.timeout_s,
+                kill_grace_s=cell.launcher.kill_grace_s,
+                env=env,
+                cell=result_cell(cell),
+                sweep=cell.config.sweep,
+                config=config_dict(cell.config.replace(repeat=repeat)),
+            )
+            jobs.append(PlannedJob(job, cell))
+    return jobs
+
+
+def result_cell(cell: Cell, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """result["cell"] as bench.run writes it, for the results the sweep writes itself."""
+    environ = os.environ if env is None else env
+    return cell_record(
+        {**cell.settings, "conversion": cell.conversion},
+        gpus=cell.gpus,
+        nodes=cell.nodes,
+        engine=expected_engine(cell, environ),
+        device=None,  # the job never reported which device it ran on
+        encoding=cell.encoding,
+        slug=cell.slug,
+    )
+
+
+def expected_engine(cell: Cell, env: Mapping[str, str]) -> str:
+    """The engine the job will pick (`bench.contract.cell.engine_name`); "unknown" when it
+    will refuse to start (its own result then says why)."""
+    installed = importlib.util.find_spec("horovod") is not None
+    try:
+        return engine_name(env, ranks=cell.gpus, horovod_installed=installed)
+    except ValueError:
+        return "unknown"
+
+
+def run_jobs(jobs: Sequence[PlannedJob], failures: Mapping[str, str], err: TextIO) -> None:
+    """Run each job in order (or record why its data was not there), showing progress."""
+    progress = Progress(total=len(jobs), stream=err)
+    for planned in jobs:
+        progress.start(planned.job)
+        reason = unprepared(planned.cell_ref, failures)
+        outcome = skip(planned.job, reason) if reason else run_job(planned.job)
+        progress.finish(outcome)
