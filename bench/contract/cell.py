@@ -55,6 +55,8 @@ def cell_record(
         "epochs": settings["epochs"] if settings["mode"] == "fit" else None,
         "conversion": settings.get("conversion"),
     }
+    if settings.get("input_workers") and not synthetic:  # only where a pool fed the cell
+        record["input_workers"] = settings["input_workers"]
     if slug is not None:
         record["slug"] = slug
     return record

@@ -331,8 +331,9 @@ class ServicePool:
                 raise ServiceWorkerDied(server.ended_message())
 
     def watch(self, on_death: Callable[[str], None], *, period_s: float = 0.5) -> None:
-        """Call `on_death(message)` from a daemon thread, once, if a server ends while the
-        pool is in use (a job blocked on a dead worker never returns by itself)."""
+        """If a server ends while the pool is in use, stop the pool and call
+        `on_death(message)`, once, from a daemon thread (a job blocked on a dead worker
+        never returns by itself)."""
 
         def loop() -> None:
             while not self._stopping.wait(period_s):
@@ -340,6 +341,7 @@ class ServicePool:
                     self.check()
                 except ServiceWorkerDied as died:
                     if not self._stopping.is_set():
+                        self.stop()  # the rest of the pool goes first: on_death may exit
                         on_death(str(died))
                     return
 
