@@ -32,15 +32,15 @@ from bench.input.pipelines import (
     raw_source,
     tfrecord_source,
 )
-from bench.input.service import (
+from bench.job.service import job_name, through_service
+from bench.service.pool import (
     Server,
     ServiceConfig,
     ServiceError,
     ServicePool,
     ServiceWorkerDied,
 )
-from bench.input.service_job import job_name, through_service
-from bench.input.service_usage import MANIFEST, cpu_seconds
+from bench.service.usage import MANIFEST, cpu_seconds
 
 WORKERS = 2
 RANKS = 2
@@ -232,7 +232,7 @@ def test_servers_end_when_their_owner_is_killed(tmp_path: Path, subprocess_env: 
     script = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from bench.input.service import ServiceConfig, ServicePool\n"
+        "from bench.service.pool import ServiceConfig, ServicePool\n"
         f"pool = ServicePool(ServiceConfig(workers=1, log_dir=Path({str(tmp_path)!r})))\n"
         "pool.start()\n"
         "print(json.dumps(pool.pids()), flush=True)\n"
@@ -304,7 +304,7 @@ def test_workers_on_listed_hosts_start_through_the_remote_command(tmp_path: Path
         role="dispatcher", index=0, host="train-0", port=6000, argv=[], log_path=tmp_path / "d"
     )
     dispatcher = pool.server_argv(pool.dispatcher)
-    assert dispatcher[:4] == [sys.executable, "-m", "bench.input.service_server", "dispatcher"]
+    assert dispatcher[:4] == [sys.executable, "-m", "bench.service.server", "dispatcher"]
     assert dispatcher.count("--worker-address") == 3 and "cpu-b:6002" in dispatcher
     remote = pool.server_argv(pool.workers[1])
     assert remote[:4] == ["ssh", "-o", "BatchMode=yes", "cpu-b"]

@@ -19,8 +19,8 @@ import psutil
 import pytest
 
 from bench.contract import results
-from bench.input.service import ServiceConfig
-from bench.input.service_usage import read_events
+from bench.service.pool import ServiceConfig
+from bench.service.usage import read_events
 from bench.sweep import SweepOptions, run
 from bench.sweep.execute import Job, run_job
 from bench.sweep.load import load_sweep

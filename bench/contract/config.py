@@ -68,7 +68,7 @@ class RunConfig:
     cache: bool = False
     private_threads: int | None = None
     skip_bad: bool = False
-    # Input-service workers (tf.data service, bench.input.service): 0 = the pipeline runs
+    # Input-service workers (tf.data service, bench.service.pool): 0 = the pipeline runs
     # in the training process. With N and no input_service, rank 0 starts a local
     # dispatcher and N workers (of input_worker_cores cores each, if set) and stops them.
     input_workers: int = 0

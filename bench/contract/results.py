@@ -50,7 +50,7 @@ Optional (additive) keys:
                      worker_cpu_s: float | null (all workers over the window),
                      started_by: "job" | "sweep",
                      per_worker: [{index, host, address, cores, cpus, log,
-                                   cpu_s, cores_used}]}   (bench.input.service_usage)
+                                   cpu_s, cores_used}]}   (bench.service.usage)
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def build_dataset(
     Training repeats forever; evaluation passes over the worker's share once. `epoch`
     offsets the shuffle and flip seeds, for callers that build one dataset per epoch.
     With `service_workers` > 0 the dataset is meant for a tf.data service of that many
-    workers (bench.input.service): each takes a disjoint part of this worker's share.
+    workers (bench.service.pool): each takes a disjoint part of this worker's share.
     """
     if not 0 <= worker_index < num_workers:
         raise ValueError(f"worker_index {worker_index} is not in 0..{num_workers - 1}")

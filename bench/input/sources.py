@@ -80,7 +80,7 @@ class ReadPlan:
     shuffle_seed: int
     cycle_length: int | None = None
     shuffle_buffer: int = 1024
-    # > 0: read by that many tf.data service workers (bench.input.service), each taking
+    # > 0: read by that many tf.data service workers (bench.service.pool), each taking
     # its own part of this worker's share through a SHARD_HINT the service fills in.
     service_workers: int = 0
 

@@ -119,7 +119,7 @@ _SERVICE: list[Any] = []
 
 @contextlib.contextmanager
 def reading_through(service: Any) -> Iterator[None]:
-    """Make `rank_dataset` read through `service` (a bench.input.service_job.JobService,
+    """Make `rank_dataset` read through `service` (a bench.job.service.JobService,
     or None for in-process) while inside."""
     _SERVICE.append(service)
     try:

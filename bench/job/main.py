@@ -53,7 +53,7 @@ def run_rank(
 
     With input_workers, the job reads through an input-service pool: the sweep's, or one
     rank 0 starts here and stops after every rank is done (the gathers below wait)."""
-    from bench.input.service_job import job_service
+    from bench.job.service import job_service
 
     log_dir = Path(config.output_dir) / f"service-r{config.repeat}-{run_id}"
     with job_service(

@@ -10,7 +10,7 @@ tiny script in a test. For each job it
   nothing: an interrupted run is not a failure;
 - with an input-service pool (cells with `input_workers`), starts it first, passes its
   address on, fails the job with the server's log if one dies, and stops it after, whatever
-  happened (bench.input.service);
+  happened (bench.service.pool);
 - when the job wrote no result file for its repeat (crash, timeout, launcher failure),
   writes one with `bench.contract.results.failure_result` (status failed or timeout, exit code,
   log tail), so that every attempted repeat leaves exactly one record.
@@ -33,7 +33,7 @@ from typing import Any, TextIO
 import psutil
 
 from bench.contract import results
-from bench.input.service import ServiceConfig, ServiceError, ServicePool, ServiceWorkerDied
+from bench.service.pool import ServiceConfig, ServiceError, ServicePool, ServiceWorkerDied
 from converters.children import die_with_parent
 
 LOG_TAIL_CHARS = 4000

@@ -6,7 +6,7 @@
         ...
         result["input_service"] = service.describe(window)
 
-With `target` None (bench.run on its own), rank 0 starts a local pool (bench.input.service)
+With `target` None (bench.run on its own), rank 0 starts a local pool (bench.service.pool)
 and stops it on leaving, whatever happened; every rank learns the address from rank 0.
 With a target (the sweep started the pool before the job), the job only reads through it
 and derives the workers' CPU from the pool's log folder. No TensorFlow at import.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.input.service import ServiceConfig, ServicePool
-from bench.input.service_usage import describe_service
+from bench.service.pool import ServiceConfig, ServicePool
+from bench.service.usage import describe_service
 
 
 def job_name(run_id: str, *, rank: int, part: str = "train") -> str:

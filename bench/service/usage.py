@@ -3,7 +3,7 @@
 No TensorFlow and no process handles: the job (or anything else that can read the pool's
 log folder) derives the workers' CPU over its measured window, so the pool may belong to
 the sweep. Each worker logs `chexbench-service {"event": "cpu", "time": T, "cpu_s": C}`
-lines (bench.input.service_server): cumulative CPU seconds at wall-clock time T.
+lines (bench.service.server): cumulative CPU seconds at wall-clock time T.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.input.service_server import MARKER
+from bench.service.server import MARKER
 
 MANIFEST = "service.json"
 PROCESSING_MODE = "static sharding (ShardingPolicy.HINT), one job per rank"

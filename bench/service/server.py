@@ -1,13 +1,13 @@
-"""One tf.data service server process: `python -m bench.input.service_server ROLE ...`.
+"""One tf.data service server process: `python -m bench.service.server ROLE ...`.
 
-    python -m bench.input.service_server dispatcher --port 5050 \
+    python -m bench.service.server dispatcher --port 5050 \
         --worker-address host-a:5051 --worker-address host-b:5051
-    python -m bench.input.service_server worker --port 5051 \
+    python -m bench.service.server worker --port 5051 \
         --dispatcher-address host0:5050 --worker-address host-a:5051 [--cpus 0,1]
 
 Runs TensorFlow's own `DispatchServer` or `WorkerServer` until SIGTERM or SIGINT, or until
 its standard input closes (the process that started it is gone: locally or over a remote
-shell, a server never outlives its owner). bench.input.service starts and stops these.
+shell, a server never outlives its owner). bench.service.pool starts and stops these.
 
 It speaks on stdout in lines `chexbench-service {json}`: one `ready` line once the server
 is up (its address and the cores it may use), then a `cpu` line every --sample-period-s
@@ -33,7 +33,7 @@ ROLES = ("dispatcher", "worker")
 
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(
-        prog="python -m bench.input.service_server",
+        prog="python -m bench.service.server",
         description="Run one tf.data service dispatcher or worker until told to stop.",
     )
     result.add_argument("role", choices=ROLES)

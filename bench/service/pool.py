@@ -6,7 +6,7 @@
         ...
         section = pool.describe(window=(measured_start, measured_end))
 
-Each server is `python -m bench.input.service_server` (TensorFlow's `DispatchServer` /
+Each server is `python -m bench.service.server` (TensorFlow's `DispatchServer` /
 `WorkerServer`) started from an argv list, in a session of its own, stdout and stderr to
 its own log; on a listed host it is started through `remote_command` (ssh by default),
 also an argv list. The pool waits until every server says it is ready and stops them all
@@ -14,7 +14,7 @@ on leaving the `with` block, whatever ended it (success, an exception, Ctrl-C): 
 then SIGKILL after a grace period. A server also ends by itself when its standard input
 closes (its owner died, even by SIGKILL) and, locally, on its parent's death.
 
-Processing mode (bench.input.service_job reads through the pool): static sharding,
+Processing mode (bench.job.service reads through the pool): static sharding,
 `ShardingPolicy.HINT`. Each training rank distributes its own share of the split (the
 same rank sharding as in-process) as a job of its own, and inside it every service worker
 takes a fixed, disjoint part (`shard(SHARD_HINT, SHARD_HINT)` at the source stage, filled
@@ -29,7 +29,7 @@ is there to relieve. Job names must be fresh per run (a consumed job yields noth
 A worker that dies is found by `check()` (the sweep polls it while the job runs), which
 raises `ServiceWorkerDied` with the worker's log tail. Each worker reports its own CPU
 seconds every sample period (so remote workers are measured the same way); the pool
-writes `service.json` beside the logs, from which bench.input.service_usage derives CPU
+writes `service.json` beside the logs, from which bench.service.usage derives CPU
 seconds and cores used over a measured window, even in a job that does not own the pool.
 """
 
@@ -49,10 +49,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.input.service_usage import MANIFEST, describe_service, read_events
+from bench.service.usage import MANIFEST, describe_service, read_events
 from converters.children import die_with_parent
 
-SERVER_MODULE = "bench.input.service_server"
+SERVER_MODULE = "bench.service.server"
 LOCAL = "localhost"
 LOG_TAIL_CHARS = 4000
 DEFAULT_REMOTE_COMMAND = ("ssh", "-o", "BatchMode=yes")
@@ -355,7 +355,7 @@ class ServicePool:
         ]
 
     def describe(self, window: tuple[float, float] | None) -> dict[str, Any]:
-        """The result's `input_service` section over `window` (bench.input.service_usage)."""
+        """The result's `input_service` section over `window` (bench.service.usage)."""
         return describe_service(self.config.log_dir, window)
 
     def _ports(self) -> list[int]:
