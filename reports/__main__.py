@@ -1,4 +1,5 @@
-"""`python -m reports RESULTS [RESULTS ...] [--out DIR]`: report.md, report.html, figures/.
+"""`python -m reports RESULTS [RESULTS ...] [--out DIR] [--cores-per-gpu C] [--worker-cores K]`:
+report.md, report.html, figures/.
 
 Exit codes: 0 written; 2 bad usage, no results found or an unreadable file (named on
 stderr); 1 an unexpected failure (with its traceback).
@@ -35,10 +36,32 @@ def parser() -> argparse.ArgumentParser:
         help="where to write the report (default: the results folder; "
         "required with several folders)",
     )
+    result.add_argument(
+        "--cores-per-gpu",
+        type=float,
+        default=None,
+        metavar="C",
+        help="CPU cores per GPU on the training host, for the capacity section's GPU time "
+        "lost (default: from the results' environment)",
+    )
+    result.add_argument(
+        "--worker-cores",
+        type=float,
+        default=None,
+        metavar="K",
+        help="cores of one input-service worker, for the capacity section (default: from "
+        "the results' input_service)",
+    )
     return result
 
 
-def run(results: Sequence[Path], out: Path | None) -> list[Path]:
+def run(
+    results: Sequence[Path],
+    out: Path | None,
+    *,
+    cores_per_gpu: float | None = None,
+    worker_cores: float | None = None,
+) -> list[Path]:
     """Load, build and write the report; returns the files written. Raises ReportInputError."""
     from reports.build import build_report
     from reports.load import ReportInputError, load_results_sets
@@ -49,7 +72,8 @@ def run(results: Sequence[Path], out: Path | None) -> list[Path]:
             raise ReportInputError("several results folders: name the report folder with --out")
         out = results[0]
     sets = load_results_sets(results)
-    return write_report(build_report(sets), out)
+    report = build_report(sets, host_cores_per_gpu=cores_per_gpu, worker_cores=worker_cores)
+    return write_report(report, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reports.load import ReportInputError
 
     try:
-        written = run(arguments.results, arguments.out)
+        for name in ("cores_per_gpu", "worker_cores"):
+            value = getattr(arguments, name)
+            if value is not None and value <= 0:
+                raise ReportInputError(f"--{name.replace('_', '-')} must be positive")
+        written = run(
+            arguments.results,
+            arguments.out,
+            cores_per_gpu=arguments.cores_per_gpu,
+            worker_cores=arguments.worker_cores,
+        )
     except ReportInputError as error:
         print(f"reports: {error}", file=sys.stderr)
         return EXIT_USAGE

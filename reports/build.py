@@ -12,6 +12,8 @@ from typing import Any
 import pandas as pd
 
 from reports import analysis, tables
+from reports.capacity import DemandError, capacity_rows, service_worker_cores
+from reports.capacity_report import TITLE, capacity_figure, capacity_inputs, capacity_table
 from reports.document import Report, Section
 from reports.failures import failed_runs, failures_table, pending_table
 from reports.format import Table, common_settings, describe_cell, fmt_pct, fmt_rate
@@ -22,7 +24,15 @@ from reports.plots import all_figures
 NOT_RECORDED = "n/a (not recorded)"
 
 
-def build_report(sets: Sequence[ResultsSet]) -> Report:
+def build_report(
+    sets: Sequence[ResultsSet],
+    *,
+    host_cores_per_gpu: float | None = None,
+    worker_cores: float | None = None,
+) -> Report:
+    """`host_cores_per_gpu` (C) and `worker_cores` (an input-service worker's size) for
+    the capacity section; by default C from the results' environment and the worker size
+    from their input-service sections."""
     runs = runs_frame(sets)
     cells = cells_frame(runs)
     documents = {run.path.as_posix(): run.result for one in sets for run in one.runs}
@@ -32,6 +42,9 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
     figures = {figure.name: figure for figure in all_figures(cells, runs, documents)}
     failed = failed_runs(sets)
     multi = len(sets) > 1
+    capacity = capacity_section(
+        sets, host_cores_per_gpu=host_cores_per_gpu, worker_cores=worker_cores
+    )
     sections = [
         Section("Throughput", (tables.throughput_table(cells),), (figures["scaling.png"],)),
         Section("Scaling", (tables.scaling_table(cells),), (figures["efficiency.png"],)),
@@ -48,6 +61,7 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
             (tables.gpu_table(cells, runs, documents),),
             (figures["gpu_utilization.png"],),
         ),
+        capacity,
         Section(
             "Conversion cost and pay-off",
             (tables.conversion_table(sets), tables.payoff_table(cells, conversions)),
@@ -71,7 +85,31 @@ def build_report(sets: Sequence[ResultsSet]) -> Report:
         common_settings=common_settings(cells),
         sections=tuple(sections),
         failures=tuple(failed),
-        figures=tuple(figures.values()),
+        figures=(*figures.values(), *capacity.figures),
+    )
+
+
+def capacity_section(
+    sets: Sequence[ResultsSet],
+    *,
+    host_cores_per_gpu: float | None,
+    worker_cores: float | None,
+) -> Section:
+    """Cores per GPU each input needs, from pipeline-mode CPU cost and the demands."""
+    documents = [run.result for one in sets for run in one.runs]
+    try:
+        costs, demands, cores = capacity_inputs(
+            documents, [one.sweep_yaml for one in sets], host_cores_per_gpu=host_cores_per_gpu
+        )
+    except DemandError as error:  # a sweep file from before validation knew `demand:`
+        return Section(TITLE, (Table("capacity", TITLE, "", missing=str(error)),))
+    if worker_cores is None:
+        worker_cores = service_worker_cores(documents)
+    rows = capacity_rows(costs, demands, host_cores_per_gpu=cores, worker_cores=worker_cores)
+    return Section(
+        TITLE,
+        (capacity_table(rows, host_cores_per_gpu=cores, worker_cores=worker_cores),),
+        (capacity_figure(costs, demands, host_cores_per_gpu=cores),),
     )
 
 

@@ -251,6 +251,16 @@ def host_cores_per_gpu(results: Iterable[Mapping[str, Any]]) -> float | None:
     return min(found) if found else None
 
 
+def service_worker_cores(results: Iterable[Mapping[str, Any]]) -> float | None:
+    """The cores of one input-service worker, where results recorded a pool, else None."""
+    for result in results:
+        for worker in (result.get("input_service") or {}).get("per_worker") or []:
+            cores = worker.get("cores")
+            if isinstance(cores, int | float) and cores > 0:
+                return float(cores)
+    return None
+
+
 def capacity_rows(
     costs: Sequence[InputCost],
     demands: Sequence[Demand],

@@ -34,6 +34,7 @@ DISPLAY_KEYS = (
     "precision",
     "image_size",
     "xla",
+    "input_workers",
 )
 
 KEY_HEADERS = {
@@ -53,6 +54,7 @@ KEY_HEADERS = {
     "precision": "Precision",
     "image_size": "Image px",
     "xla": "XLA",
+    "input_workers": "Input workers",
 }
 
 
