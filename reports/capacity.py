@@ -231,10 +231,12 @@ def parse_demand(declared: Any) -> list[Demand]:
     return demands
 
 
-def reference_demands() -> list[Demand]:
+def reference_demands(*, headline: bool = False) -> list[Demand]:
+    """The shipped H100 rates; with `headline`, only the slowest and fastest per model."""
     return [
         Demand(item.name, item.images_per_sec_per_gpu, reference_rates.SOURCE)
         for item in reference_rates.DEMAND
+        if not headline or item.name in reference_rates.HEADLINE
     ]
 
 

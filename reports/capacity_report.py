@@ -35,7 +35,7 @@ def capacity_inputs(
     for text in sweep_yamls:
         demands += capacity.sweep_demands(text)
     if with_reference:
-        demands += capacity.reference_demands()
+        demands += capacity.reference_demands(headline=True)
     cores = host_cores_per_gpu
     if cores is None:
         cores = capacity.host_cores_per_gpu(results)
@@ -80,7 +80,7 @@ def capacity_table(
             _short_source(row.demand.source, None),
             _with_interval(row.cores_per_gpu, row.cores_low, row.cores_high, 1.0),
             "n/a" if row.service_workers is None else str(row.service_workers),
-            "n/a" if row.gpu_time_lost is None else fmt_pct(row.gpu_time_lost * 100),
+            "n/a" if row.gpu_time_lost is None else fmt_pct(row.gpu_time_lost),
         )
         for row in rows
     )

@@ -54,6 +54,16 @@ DEMAND: tuple[ReferenceDemand, ...] = (
     ReferenceDemand("H100 DenseNet121 compiled bf16 b256", 3440),
 )
 
+# What a report's table shows by default (the figure spans them all): the bounds per model
+# and the common bf16 batch-64 case.
+HEADLINE = (
+    "H100 ResNet50 fp32",
+    "H100 ResNet50 bf16 b64",
+    "H100 ResNet50 compiled bf16 b256",
+    "H100 DenseNet121 fp32",
+    "H100 DenseNet121 compiled bf16 b256",
+)
+
 # 16 cores decode (+ resize) per second.
 COST: tuple[ReferenceCost, ...] = (
     ReferenceCost("full-size 1024 px PNG (raw NIH files), decode + resize", 1000, 1000, 1000),
