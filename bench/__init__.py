@@ -12,3 +12,6 @@ import os
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# CUDA then numbers GPUs as NVML does (PCI bus order), so that telemetry finds the GPU a
+# rank uses from its CUDA_VISIBLE_DEVICES ordinal (bench/job/rank_gpus.py).
+os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")

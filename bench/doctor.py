@@ -149,10 +149,24 @@ def check_launchers() -> Check:
     mpi_version = _first_line([found["mpirun"], "--version"]) if found["mpirun"] else None
     if mpi_version:
         listing += f" ({mpi_version})"
+    if found["srun"]:
+        listing += f"; {_srun_mpi()}"
     ok = found["horovodrun"] is not None
     return Check(
         "launchers", ok, listing, fix=f"{SETUP} (installs OpenMPI and Horovod's horovodrun)"
     )
+
+
+def _srun_mpi() -> str:
+    """srun's MPI plugins: Horovod under srun needs pmix (docs/run.md, "Slurm")."""
+    from bench.sweep.slurm import mpi_plugins
+
+    try:
+        plugins = mpi_plugins()
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"srun MPI plugins unknown ({str(error).strip().splitlines()[-1]})"
+    pmix = "pmix" if "pmix" in plugins else "NO pmix: the srun launcher cannot start Horovod"
+    return f"srun MPI plugins {', '.join(plugins) or 'none'} ({pmix})"
 
 
 def _first_line(argv: list[str]) -> str | None:

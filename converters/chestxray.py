@@ -86,6 +86,7 @@ class DatasetSummary:
     in_both_lists: tuple[str, ...]  # in both lists: treated as test, never trained on
     lists_unknown: tuple[str, ...]  # split-list names with no CSV row
     label_counts: tuple[tuple[str, int], ...]  # positives per finding, CSV rows on disk
+    bad_row_files: tuple[tuple[int, str], ...] = ()  # (line number, Image Index of a bad row)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (paths as strings, tuples as lists)."""
@@ -260,11 +261,13 @@ class _ParsedCsv:
     rows: int
     records: tuple[ImageRecord, ...]
     bad_rows: tuple[tuple[int, str], ...]
+    bad_row_files: tuple[tuple[int, str], ...]  # (line number, Image Index as written)
 
 
 def _read_csv(csv_path: Path, images: dict[str, Path]) -> _ParsedCsv:
     records: list[ImageRecord] = []
     bad_rows: list[tuple[int, str]] = []
+    bad_row_files: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     rows = 0
     # utf-8-sig: a CSV re-saved by a spreadsheet starts with a byte-order mark.
@@ -280,14 +283,28 @@ def _read_csv(csv_path: Path, images: dict[str, Path]) -> _ParsedCsv:
             record_or_reason = _parse_row(csv_path, line, values, images)
             if isinstance(record_or_reason, str):
                 bad_rows.append((line, record_or_reason))
+                bad_row_files.append((line, values[0].strip()))
                 continue
             if record_or_reason.filename in seen:
                 first = seen[record_or_reason.filename]
                 bad_rows.append((line, f"duplicate of row {first} ({record_or_reason.filename})"))
+                bad_row_files.append((line, record_or_reason.filename))
                 continue
             seen[record_or_reason.filename] = line
             records.append(record_or_reason)
-    return _ParsedCsv(rows=rows, records=tuple(records), bad_rows=tuple(bad_rows))
+    if rows and not records:
+        first_line, first_reason = bad_rows[0]
+        raise DatasetError(
+            f"every one of the {rows} data row(s) was rejected; the first: {first_reason}",
+            path=csv_path,
+            row=first_line,
+        )
+    return _ParsedCsv(
+        rows=rows,
+        records=tuple(records),
+        bad_rows=tuple(bad_rows),
+        bad_row_files=tuple(bad_row_files),
+    )
 
 
 def _check_header(csv_path: Path, header: list[str] | None) -> None:
@@ -307,8 +324,9 @@ def _parse_row(
     csv_path: Path, line: int, values: list[str], images: dict[str, Path]
 ) -> ImageRecord | str:
     """An ImageRecord, or the reason the row is bad. An unknown label raises."""
-    # The 2017 file ends every line with a comma: one empty trailing value.
-    if len(values) == VALUES_PER_ROW + 1 and not values[-1].strip():
+    # The 2017 file ends its lines with a comma; a re-saved file may add more: trailing empty
+    # values beyond the eleven carry nothing and are dropped.
+    while len(values) > VALUES_PER_ROW and not values[-1].strip():
         values = values[:-1]
     if len(values) != VALUES_PER_ROW:
         return f"expected {VALUES_PER_ROW} values, got {len(values)}"
@@ -404,6 +422,7 @@ def _summarize(
         listed_missing=tuple(record.filename for record in parsed.records if record.path is None),
         unlisted=tuple(sorted(set(images) - listed)),
         bad_rows=parsed.bad_rows,
+        bad_row_files=parsed.bad_row_files,
         duplicate_files=duplicates,
         train_val_listed=len(train_val_set),
         test_listed=len(test_set),

@@ -51,6 +51,7 @@ class EncodedImage:
     channels: int
     source_bytes: int  # bytes read from the source file
     copied: bool  # True when the source PNG bytes were stored unchanged
+    source_format: str = "PNG"  # the format PIL found in the file, whatever its name says
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
@@ -115,6 +116,7 @@ def load_image(
     data = _read_bytes(path)
     try:
         image = Image.open(io.BytesIO(data))
+        source_format = image.format or "unknown"
         if image.format == "PNG":
             # Walks every chunk's CRC to IEND: catches truncation cheaply, and rejects the
             # same files whether they are copied or re-encoded.
@@ -135,4 +137,6 @@ def load_image(
         raise ImageReadError("unreadable image: not a recognised image format") from error
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise ImageReadError(f"unreadable image: {type(error).__name__}: {error}") from error
-    return EncodedImage(encoded, gray.height, gray.width, 1, len(data), copied=False)
+    return EncodedImage(
+        encoded, gray.height, gray.width, 1, len(data), copied=False, source_format=source_format
+    )

@@ -101,16 +101,27 @@ class ShardResult:
     skipped: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     reused: bool = False
     plan_hash: str = ""
+    # Images stored whose file is not what its name says (a JPEG named .png): the format found.
+    misnamed: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     def to_journal(self) -> dict[str, Any]:
         data = asdict(self)
         data["skipped"] = list(self.skipped)
+        data["misnamed"] = list(self.misnamed)
         data.pop("reused")
         return data
 
     @classmethod
     def from_journal(cls, data: dict[str, Any]) -> ShardResult:
-        return cls(**{**data, "skipped": tuple(data["skipped"]), "reused": True})
+        # A journal without "misnamed" predates the check: it cannot say what it stored.
+        return cls(
+            **{
+                **data,
+                "skipped": tuple(data["skipped"]),
+                "misnamed": tuple(data["misnamed"]),
+                "reused": True,
+            }
+        )
 
 
 def example_features(
@@ -140,6 +151,12 @@ class _Tally:
     bytes_in: int = 0
     copied: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    misnamed: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _named_format(path: str) -> str | None:
+    """The image format a file's name claims (only .png is claimed by NIH's layout)."""
+    return "PNG" if path.lower().endswith(".png") else None
 
 
 def _write_item(
@@ -161,6 +178,15 @@ def _write_item(
         if report is not None:
             report(1, 0, 0)
         return
+    claimed = _named_format(item.path)
+    if claimed is not None and image.source_format != claimed:
+        reason = (
+            f"named .{claimed.lower()} but the file is {image.source_format}; stored as "
+            f"{task.encoding} from its decoded pixels"
+        )
+        if task.strict:
+            raise StrictModeError(f"{item.path}: {reason} (row {item.row}; --strict)")
+        tally.misnamed.append({**_skip_entry(task, item, reason), "format": image.source_format})
     record = example_features(
         item,
         image.data,
@@ -202,6 +228,7 @@ def write_shard(task: ShardTask, report: ProgressCallback | None = None) -> Shar
         copied=tally.copied,
         skipped=tuple(tally.skipped),
         plan_hash=task.plan_hash(),
+        misnamed=tuple(tally.misnamed),
     )
     write_journal(out_dir, result)
     return result

@@ -10,6 +10,7 @@ docs/tfrecord.md for the record schema and the manifest fields.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import os
@@ -29,7 +30,16 @@ from converters import features
 from converters.chestxray import ChestXray14, DatasetError, ImageRecord, read_chestxray14
 from converters.children import die_with_parent
 from converters.labels import LABELS
-from converters.manifest import Manifest, manifest_path, utc_now, write_manifest
+from converters.lock import LOCK_NAME, exclusive
+from converters.manifest import (
+    Manifest,
+    ManifestError,
+    load_manifest,
+    manifest_path,
+    utc_now,
+    write_manifest,
+)
+from converters.resume import ResumeMismatchError, check_resume, record_options
 from converters.shards import (
     JOURNAL_DIR,
     PARTIAL_SUFFIX,
@@ -41,6 +51,7 @@ from converters.shards import (
     reusable_result,
     write_shard,
 )
+from converters.skips import missing_images, refuse_skips_under_strict, rejected_rows
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 # Bytes per stored pixel, to size shards for --target-shard-mb before anything is encoded.
@@ -200,35 +211,6 @@ def plan_tasks(dataset: ChestXray14, options: ConversionOptions) -> list[ShardTa
                 )
             )
     return tasks
-
-
-def missing_images(dataset: ChestXray14, splits: Sequence[str]) -> list[dict[str, Any]]:
-    """Images the CSV lists for the requested splits that are not on disk, as skip entries.
-
-    train and val are divided by patient inside the data layer, so a missing train_val image
-    is reported as split "train/val".
-    """
-    wanted_train_val = bool({"train", "val"} & set(splits))
-    entries = []
-    for record in dataset.records:
-        if record.path is not None:
-            continue
-        if record.filename in dataset.test:
-            group = "test" if "test" in splits else None
-        elif record.filename in dataset.train_val:
-            group = "train/val" if wanted_train_val else None
-        else:
-            group = None
-        if group is not None:
-            entries.append(
-                {
-                    "split": group,
-                    "filename": record.filename,
-                    "row": record.row,
-                    "reason": "listed in the CSV but missing on disk",
-                }
-            )
-    return entries
 
 
 # --- the output folder ---------------------------------------------------------------------
@@ -473,6 +455,8 @@ def build_manifest_document(
             "cpu_count": os.cpu_count(),
         },
         "skipped": missing + [entry for r in ordered for entry in r.skipped],
+        # Stored, but the file is not the format its name says (e.g. a JPEG named .png).
+        "misnamed": [entry for r in ordered for entry in r.misnamed],
     }
 
 
@@ -489,19 +473,64 @@ def convert(options: ConversionOptions) -> Manifest:
     started = time.perf_counter()
     dataset = read_chestxray14(Path(options.source))
     missing = missing_images(dataset, options.splits)
-    if options.strict and missing:
-        first = missing[0]
-        raise StrictModeError(
-            f"{dataset.csv_path}, row {first['row']}: {first['filename']} is "
-            f"listed but missing on disk ({len(missing)} missing; --strict)"
-        )
+    rejected = rejected_rows(dataset, options.splits)
+    if options.strict:
+        refuse_skips_under_strict(dataset, missing, rejected)
     tasks = plan_tasks(dataset, options)
     if not tasks:
         raise DatasetError(
             f"no images on disk for the requested splits ({', '.join(options.splits)})",
             path=Path(options.source),
         )
+    if options.out.exists() and not options.out.is_dir():
+        raise ValueError(f"{options.out}: exists and is not a folder")
+    # One preparer at a time per OUT: a second waits, then finds the first one's work.
+    with exclusive(options.out / LOCK_NAME, what=f"the conversion in {options.out}"):
+        finished = _finished_conversion(options, tasks) if options.resume else None
+        if finished is not None:
+            return finished
+        return _convert_locked(
+            options, dataset=dataset, tasks=tasks, skipped=missing + rejected, started=started
+        )
+
+
+def _finished_conversion(options: ConversionOptions, tasks: list[ShardTask]) -> Manifest | None:
+    """Under --resume: refuse other options; return OUT's manifest, untouched, when it is
+    already this very conversion, complete (every planned shard journaled and intact)."""
+    try:
+        document = json.loads(manifest_path(options.out).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        document = None
+    check_resume(
+        options.out,
+        JOURNAL_DIR,
+        document if isinstance(document, dict) else None,
+        options.to_dict(),
+    )
+    if document is None:
+        return None
+    try:
+        manifest = load_manifest(options.out)
+    except ManifestError:
+        return None
+    listed = {shard.file for split in manifest.splits for shard in manifest.shards[split]}
+    if listed != {task.file for task in tasks}:
+        return None
+    if not all(reusable_result(task) for task in tasks):
+        return None
+    return manifest
+
+
+def _convert_locked(
+    options: ConversionOptions,
+    *,
+    dataset: ChestXray14,
+    tasks: list[ShardTask],
+    skipped: list[dict[str, Any]],
+    started: float,
+) -> Manifest:
     prepare_output(options, {task.file for task in tasks})
+    record_options(options.out, JOURNAL_DIR, options.to_dict())
     reused = [found for task in tasks if (found := reusable_result(task))] if options.resume else []
     reused_files = {result.file for result in reused}
     to_write = [task for task in tasks if task.file not in reused_files]
@@ -516,7 +545,7 @@ def convert(options: ConversionOptions) -> Manifest:
         options=options,
         dataset=dataset,
         results=reused + written,
-        missing=missing,
+        missing=skipped,
         wall_seconds=time.perf_counter() - started,
         workers=workers,
     )
@@ -560,6 +589,14 @@ def summary_lines(manifest: Manifest) -> list[str]:
         )
         more = f" ... and {len(manifest.skipped) - 5} more" if len(manifest.skipped) > 5 else ""
         lines.append(f"  WARNING: {len(manifest.skipped)} image(s) skipped: {shown}{more}")
+    misnamed = manifest.data.get("misnamed") or []
+    if misnamed:
+        shown = "; ".join(f"{entry['filename']}: {entry['reason']}" for entry in misnamed[:5])
+        more = f" ... and {len(misnamed) - 5} more" if len(misnamed) > 5 else ""
+        lines.append(
+            f"  WARNING: {len(misnamed)} image(s) not in the format their name says "
+            f"(stored; --strict refuses them): {shown}{more}"
+        )
     return lines
 
 
@@ -661,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = options_from_args(args)
         options.validate()
         manifest = convert(options)
-    except (OutputExistsError, DatasetError, ValueError) as error:
+    except (OutputExistsError, ResumeMismatchError, DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except StrictModeError as error:

@@ -4,7 +4,9 @@ Every comparison matches cells that differ ONLY in the settings it is about (e.g
 data format, encoding and conversion), so a number is never a comparison of two unrelated
 runs. No match leaves the figure missing (NaN, shown as n/a), never 0.
 
-Formulas (images/s is the median over repeats):
+Formulas (images/s is the mean over repeats; reports.stats gives every figure a 95% interval,
+columns `<figure>_low` and `<figure>_high`, and a verdict, `<figure>_verdict`, that names a
+difference only where it is significant):
     scaling efficiency  = images/s at N GPUs / (N x images/s at 1 GPU)
     TFRecord speedup    = images/s tfrecord / images/s raw - 1
     input-bound share   = 1 - images/s train / images/s synthetic
@@ -21,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.frame import CELL_KEYS
+from reports import stats
+from reports.frame import CELL_KEYS, cell_estimate
 
 TRAINING_MODES = ("train", "fit")
 SPEEDUP_MODES = ("train", "fit", "pipeline")
@@ -65,15 +68,37 @@ def scaling_frame(cells: pd.DataFrame) -> pd.DataFrame:
         )
         if base is None:
             continue
+        linear = stats.scaled(cell_estimate(base), float(cell["gpus"]))
+        efficiency = stats.compare(cell_estimate(cell), linear)
         rows.append(
             {
                 **cell.to_dict(),
                 "baseline_ips": base["images_per_sec"],
                 "scaling": cell["images_per_sec"] / base["images_per_sec"],
-                "efficiency": cell["images_per_sec"] / (cell["gpus"] * base["images_per_sec"]),
+                "efficiency": efficiency.ratio.value,
+                **_interval_columns("efficiency", efficiency),
             }
         )
-    return pd.DataFrame(rows, columns=[*cells.columns, "baseline_ips", "scaling", "efficiency"])
+    return pd.DataFrame(
+        rows, columns=[*cells.columns, "baseline_ips", "scaling", *_columns("efficiency")]
+    )
+
+
+def _columns(name: str) -> list[str]:
+    return [name, f"{name}_low", f"{name}_high", f"{name}_verdict", f"{name}_significant"]
+
+
+def _interval_columns(
+    name: str, comparison: stats.Comparison, interval: stats.Interval | None = None
+) -> dict[str, Any]:
+    """`name`_low/_high from `interval` (default: the comparison's ratio), and its verdict."""
+    shown = comparison.ratio if interval is None else interval
+    return {
+        f"{name}_low": shown.low,
+        f"{name}_high": shown.high,
+        f"{name}_verdict": comparison.verdict,
+        f"{name}_significant": comparison.significant,
+    }
 
 
 def speedup_frame(cells: pd.DataFrame) -> pd.DataFrame:
@@ -90,17 +115,33 @@ def speedup_frame(cells: pd.DataFrame) -> pd.DataFrame:
         )
         if raw is None:
             continue
+        comparison = stats.compare(cell_estimate(cell), cell_estimate(raw))
+        speedup = comparison.ratio.shifted(-1.0)
         rows.append(
             {
                 **cell.to_dict(),
                 "raw_ips": raw["images_per_sec"],
+                "raw_ips_low": raw["ips_low"],
+                "raw_ips_high": raw["ips_high"],
                 "tfrecord_ips": cell["images_per_sec"],
                 "raw_images": raw["dataset_images"],
-                "speedup": cell["images_per_sec"] / raw["images_per_sec"] - 1.0,
+                "speedup": speedup.value,
+                **_interval_columns("speedup", comparison, speedup),
+                "speedup_p": comparison.p_value,
             }
         )
     return pd.DataFrame(
-        rows, columns=[*cells.columns, "raw_ips", "tfrecord_ips", "raw_images", "speedup"]
+        rows,
+        columns=[
+            *cells.columns,
+            "raw_ips",
+            "raw_ips_low",
+            "raw_ips_high",
+            "tfrecord_ips",
+            "raw_images",
+            *_columns("speedup"),
+            "speedup_p",
+        ],
     )
 
 
@@ -123,19 +164,40 @@ def input_bound_frame(cells: pd.DataFrame) -> pd.DataFrame:
         )
         demand = np.nan if synthetic is None else synthetic["images_per_sec"]
         supplied = np.nan if supply is None else supply["images_per_sec"]
+        share = _missing_comparison()
+        share_interval = stats.UNKNOWN
+        headroom = _missing_comparison()
+        if synthetic is not None:
+            # Input-bound means training is significantly slower than the model alone.
+            share = stats.compare(cell_estimate(cell), cell_estimate(synthetic))
+            share_interval = share.ratio.shifted(1.0, -1.0)
+            if supply is not None:
+                headroom = stats.compare(cell_estimate(supply), cell_estimate(synthetic))
         rows.append(
             {
                 **cell.to_dict(),
                 "synthetic_ips": demand,
                 "pipeline_ips": supplied,
                 "input_bound_share": 1.0 - cell["images_per_sec"] / demand,
+                **_interval_columns("input_bound_share", share, share_interval),
                 "headroom": supplied / demand,
+                **_interval_columns("headroom", headroom),
             }
         )
     return pd.DataFrame(
         rows,
-        columns=[*cells.columns, "synthetic_ips", "pipeline_ips", "input_bound_share", "headroom"],
+        columns=[
+            *cells.columns,
+            "synthetic_ips",
+            "pipeline_ips",
+            *_columns("input_bound_share"),
+            *_columns("headroom"),
+        ],
     )
+
+
+def _missing_comparison() -> stats.Comparison:
+    return stats.Comparison(stats.UNKNOWN, None, False, "n/a")
 
 
 def payoff_frame(
@@ -161,6 +223,7 @@ def payoff_frame(
         wall = _first_number(record.get("wall_seconds"))
         if not wall > 0:  # not recorded (e.g. a resumed conversion): unknown, not free
             wall = np.nan
+        low, high = _payoff_interval(wall, epoch_raw, pair["speedup_low"], pair["speedup_high"])
         rows.append(
             {
                 **pair.to_dict(),
@@ -170,6 +233,8 @@ def payoff_frame(
                 "epoch_tfrecord_s": epoch_tfr,
                 "saved_per_epoch_s": saved,
                 "epochs": (wall / saved) if saved > 0 else np.inf,
+                "epochs_low": low,
+                "epochs_high": high,
             }
         )
     return pd.DataFrame(
@@ -182,8 +247,29 @@ def payoff_frame(
             "epoch_tfrecord_s",
             "saved_per_epoch_s",
             "epochs",
+            "epochs_low",
+            "epochs_high",
         ],
     )
+
+
+def _payoff_interval(
+    wall: float, epoch_raw: float, speedup_low: float, speedup_high: float
+) -> tuple[float, float]:
+    """Pay-off epochs over the speedup's interval, the raw epoch time held at its value:
+    saved per epoch = epoch raw x s / (1 + s) rises with the speedup s, so the fewest epochs
+    come from the highest speedup. A speedup interval reaching 0 never pays off at its end."""
+
+    def epochs(speedup: float) -> float:
+        if pd.isna(speedup) or pd.isna(wall):
+            return np.nan
+        if speedup <= 0:
+            return np.inf
+        if np.isinf(speedup):
+            return 0.0
+        return wall / (epoch_raw * speedup / (1.0 + speedup))
+
+    return epochs(speedup_high), epochs(speedup_low)
 
 
 def _conversion_for(

@@ -11,13 +11,16 @@ from typing import Any
 
 import pandas as pd
 
-from reports import analysis, tables
+from reports import conclusions, tables
+from reports.accuracy_section import TITLE as ACCURACY_TITLE
+from reports.accuracy_section import time_to_accuracy
 from reports.capacity import DemandError, capacity_rows, service_worker_cores
-from reports.capacity_report import TITLE, capacity_figure, capacity_inputs, capacity_table
+from reports.capacity_report import TITLE as CAPACITY_TITLE
+from reports.capacity_report import capacity_figure, capacity_inputs, capacity_table
 from reports.document import Report, Section
 from reports.failures import failed_runs, failures_table, pending_table
-from reports.format import Table, common_settings, describe_cell, fmt_pct, fmt_rate
-from reports.frame import NA_KEY, cells_frame, runs_frame
+from reports.format import Table, common_settings
+from reports.frame import cells_frame, runs_frame
 from reports.load import ResultsSet
 from reports.plots import all_figures
 
@@ -27,12 +30,13 @@ NOT_RECORDED = "n/a (not recorded)"
 def build_report(
     sets: Sequence[ResultsSet],
     *,
+    fit_target_auc: float | None = None,
     host_cores_per_gpu: float | None = None,
     worker_cores: float | None = None,
 ) -> Report:
-    """`host_cores_per_gpu` (C) and `worker_cores` (an input-service worker's size) for
-    the capacity section; by default C from the results' environment and the worker size
-    from their input-service sections."""
+    """`fit_target_auc` overrides every results set's own target (its sweep file's);
+    `host_cores_per_gpu` (C) and `worker_cores` (an input-service worker's size) are for
+    the capacity section, by default from the results' environment and input service."""
     runs = runs_frame(sets)
     cells = cells_frame(runs)
     documents = {run.path.as_posix(): run.result for one in sets for run in one.runs}
@@ -46,7 +50,11 @@ def build_report(
         sets, host_cores_per_gpu=host_cores_per_gpu, worker_cores=worker_cores
     )
     sections = [
-        Section("Throughput", (tables.throughput_table(cells),), (figures["scaling.png"],)),
+        Section(
+            "Throughput",
+            (tables.throughput_table(cells),),
+            (figures["scaling.png"], figures["formats.png"]),
+        ),
         Section("Scaling", (tables.scaling_table(cells),), (figures["efficiency.png"],)),
         Section(
             "TFRecords against raw files", (tables.speedup_table(cells),), (figures["speedup.png"],)
@@ -67,6 +75,10 @@ def build_report(
             (tables.conversion_table(sets), tables.payoff_table(cells, conversions)),
         ),
     ]
+    fit_tables, fit_figure, fit_lines = time_to_accuracy(
+        sets, runs, documents, target_auc=fit_target_auc
+    )
+    sections.append(Section(ACCURACY_TITLE, fit_tables, (fit_figure,)))
     if multi:
         sections.append(
             Section(
@@ -79,13 +91,13 @@ def build_report(
     return Report(
         title="chexbench report: " + ", ".join(one.label for one in sets),
         period=_period(runs),
-        highlights=tuple(_highlights(cells, runs, conversions)),
+        highlights=(*conclusions.highlights(cells, runs, conversions, failed), *fit_lines),
         environment=environment_table(sets),
         sweep_files=tuple((s.label, s.sweep_yaml) for s in sets if s.sweep_yaml),
         common_settings=common_settings(cells),
         sections=tuple(sections),
         failures=tuple(failed),
-        figures=(*figures.values(), *capacity.figures),
+        figures=(*figures.values(), *capacity.figures, fit_figure),
     )
 
 
@@ -102,12 +114,12 @@ def capacity_section(
             documents, [one.sweep_yaml for one in sets], host_cores_per_gpu=host_cores_per_gpu
         )
     except DemandError as error:  # a sweep file from before validation knew `demand:`
-        return Section(TITLE, (Table("capacity", TITLE, "", missing=str(error)),))
+        return Section(CAPACITY_TITLE, (Table("capacity", CAPACITY_TITLE, "", missing=str(error)),))
     if worker_cores is None:
         worker_cores = service_worker_cores(documents)
     rows = capacity_rows(costs, demands, host_cores_per_gpu=cores, worker_cores=worker_cores)
     return Section(
-        TITLE,
+        CAPACITY_TITLE,
         (capacity_table(rows, host_cores_per_gpu=cores, worker_cores=worker_cores),),
         (capacity_figure(costs, demands, host_cores_per_gpu=cores),),
     )
@@ -119,13 +131,14 @@ def environment_table(sets: Sequence[ResultsSet]) -> Table:
         "Sweep",
         "Folder",
         "Runs",
+        "Repeat order",
         "Started",
         "Finished",
         "Hosts",
         "GPUs",
         "Driver",
-        "CUDA",
-        "cuDNN",
+        "CUDA (TF build)",
+        "cuDNN (TF build)",
         "TensorFlow",
         "Keras",
         "Horovod",
@@ -160,14 +173,14 @@ def _environment_column(results: ResultsSet) -> tuple[str, ...]:
         results.sweep_name or NOT_RECORDED,
         results.root.name,
         counts,
+        str(summary.get("repeat_order") or NOT_RECORDED),
         _stamp(started),
         _stamp(finished),
         _join(host for env in envs for host in env.get("hosts") or []),
         _gpu_names(envs, results),
-        *(
-            _join(env.get(key) for env in envs)
-            for key in ("driver", "cuda", "cudnn", "tensorflow", "keras")
-        ),
+        _join(env.get("driver") for env in envs),
+        *(_built_for(envs, key, label) for key, label in (("cuda", "CUDA"), ("cudnn", "cuDNN"))),
+        *(_join(env.get(key) for env in envs) for key in ("tensorflow", "keras")),
         _horovod(envs),
         *(_join(env.get(key) for env in envs) for key in ("python", "platform", "cpu_count")),
     )
@@ -185,6 +198,15 @@ def _gpu_names(envs: list[dict[str, Any]], results: ResultsSet) -> str:
         (run.result.get("telemetry") or {}).get("gpu_unavailable") for run in results.runs
     } - {None}
     return "none recorded" + (f" ({'; '.join(sorted(reasons))})" if reasons else "")
+
+
+def _built_for(envs: list[dict[str, Any]], key: str, label: str) -> str:
+    """What TensorFlow was built against ('TF built for CUDA 12.5.1'): a build property, not
+    a sign that a CUDA device was there (the GPUs row says that)."""
+    versions = _join(env.get(key) for env in envs)
+    if versions == NOT_RECORDED:
+        return NOT_RECORDED
+    return ", ".join(f"TF built for {label} {version}" for version in versions.split(", "))
 
 
 def _horovod(envs: list[dict[str, Any]]) -> str:
@@ -219,74 +241,3 @@ def _period(runs: pd.DataFrame) -> str:
     first, last = _min(runs["started_at"].tolist()), _max(runs["finished_at"].tolist())
     files = f"{len(runs)} result file{'s' if len(runs) != 1 else ''}"
     return f"Runs from {_stamp(first)} to {_stamp(last)} ({files})."
-
-
-def _highlights(
-    cells: pd.DataFrame, runs: pd.DataFrame, conversions: dict[tuple[str, str], dict[str, Any]]
-) -> list[str]:
-    """A few sentences a reader should see first; each points at its table."""
-    lines: list[str] = []
-    multi = cells["source"].nunique() > 1
-    training = cells[cells["mode"].isin(analysis.TRAINING_MODES)]
-    if not training.empty:
-        best = training.loc[training["images_per_sec"].idxmax()]
-        lines.append(
-            f"Fastest training cell: {_name(best, multi=multi)}, "
-            f"{fmt_rate(best['images_per_sec'])} images/s."
-        )
-    speedups = analysis.speedup_frame(cells)
-    speedups = (
-        speedups[speedups["mode"].isin(analysis.TRAINING_MODES)] if not speedups.empty else speedups
-    )
-    lines += _speedup_highlights(speedups, multi=multi)
-    bound = analysis.input_bound_frame(cells)
-    if not bound.empty and bound["input_bound_share"].notna().any():
-        worst = bound.loc[bound["input_bound_share"].idxmax()]
-        lines.append(
-            f"Most input-bound: {_name(worst, multi=multi)} loses "
-            f"{fmt_pct(worst['input_bound_share'])} of what the GPUs can "
-            "consume to its input."
-        )
-    payoff = analysis.payoff_frame(cells, conversions)
-    finite = payoff[payoff["epochs"] < float("inf")] if not payoff.empty else payoff
-    if not finite.empty:
-        fastest = finite.loc[finite["epochs"].idxmin()]
-        where = _name(fastest, multi=multi, data=False)
-        lines.append(
-            f"The conversion {fastest['conversion_name']} pays for itself after "
-            f"{fastest['epochs']:,.1f} epochs at best ({where})."
-        )
-    failed = int((runs["status"] != "ok").sum())
-    if failed:
-        lines.append(f"{failed} of {len(runs)} runs failed or timed out (see Failures).")
-    return lines
-
-
-def _speedup_highlights(speedups: pd.DataFrame, *, multi: bool) -> list[str]:
-    """One line per results set: each training pair's speedup at the most GPUs it ran on."""
-    lines = []
-    for source, group in speedups.groupby("source", sort=False):
-        top = group[group["gpus"] == group["gpus"].max()]
-        pairs = ", ".join(
-            f"{_name(row, multi=False, data=False, gpus=False)} "
-            f"{fmt_pct(row['speedup'], signed=True)}"
-            for _, row in top.iterrows()
-        )
-        gpus = int(top["gpus"].iloc[0])
-        where = f"{source}, " if multi else ""
-        lines.append(
-            f"TFRecords over raw files ({where}{gpus} GPU{'s' if gpus != 1 else ''}): {pairs}."
-        )
-    return lines
-
-
-def _name(row: pd.Series, *, multi: bool, data: bool = True, gpus: bool = True) -> str:
-    """The cell's one-line name; `data=False` leaves the data format out (a raw/tfrecord pair);
-    `multi` prefixes the results set's label."""
-    cell = {key: (None if value == NA_KEY else value) for key, value in row.to_dict().items()}
-    if not data:
-        cell["data_format"] = None
-    if not gpus:
-        cell["gpus"] = None
-    name = describe_cell(cell)
-    return f"{row['source']}: {name}" if multi else name

@@ -1,15 +1,29 @@
-"""Runs that did not finish: failed and timed-out results, and planned runs with no result."""
+"""Runs that did not finish: failed and timed-out results, result files that cannot be read,
+and planned runs with no result.
+
+A failed run whose cell and repeat have an ok result as well (a later `--resume` re-ran it)
+is kept, marked "superseded". A failed run's log excerpt shows the lines that explain the
+failure (the ranks' error lines, wherever they sit in the log) before the log's last lines:
+a launcher (mpirun, horovodrun) prints its own traceback after the ranks' lines.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from bench.contract.results import ERROR_LINE, TRACEBACK_FRAME
 from reports.format import NA, Table, describe_cell
 from reports.load import ResultsSet
 
 LOG_TAIL_LINES = 12
+EXPLAINING_LINES = 8
+SUPERSEDED = "superseded"
+UNREADABLE = "unreadable"
+_REPEAT_IN_NAME = re.compile(r"result-r(\d+)-")
 MESSAGE_CHARS = 160
 
 
@@ -26,31 +40,98 @@ class Failure:
     log_tail: str
     path: str
 
+    @property
+    def superseded(self) -> bool:
+        return SUPERSEDED in self.status
+
+    @property
+    def unreadable(self) -> bool:
+        return self.status.startswith(UNREADABLE)
+
 
 def failed_runs(sets: Sequence[ResultsSet]) -> list[Failure]:
-    """Every failed or timed-out run, in stable order."""
+    """Every failed or timed-out run, then every unreadable result file, in stable order."""
     found = []
     for results in sets:
+        succeeded = {
+            _run_key(run.result, run.path) for run in results.runs if run.result["status"] == "ok"
+        }
+        ok_in_folder = {
+            (run.path.parent, int(run.result.get("repeat") or 0))
+            for run in results.runs
+            if run.result["status"] == "ok"
+        }
         for run in results.runs:
             result = run.result
             if result["status"] == "ok":
                 continue
             error = result.get("error") or {}
-            tail = "\n".join(str(error.get("log_tail") or "").splitlines()[-LOG_TAIL_LINES:])
             exit_code = error.get("exit_code")
+            status = result["status"]
+            if _run_key(result, run.path) in succeeded:
+                status = f"{status}, {SUPERSEDED} by a later ok run"
             found.append(
                 Failure(
                     source=results.label,
                     cell=describe_cell(result.get("cell") or {}),
                     repeat=int(result.get("repeat") or 0),
-                    status=result["status"],
+                    status=status,
                     exit_code=NA if exit_code is None else str(exit_code),
                     message=str(error.get("message") or ""),
-                    log_tail=tail,
+                    log_tail=log_excerpt(str(error.get("log_tail") or "")),
                     path=_relative(run.path, results.root),
                 )
             )
+        for entry in results.unreadable:
+            repeat = _repeat_from_name(entry.path.name)
+            status = UNREADABLE
+            if (entry.path.parent, repeat) in ok_in_folder:
+                status = f"{status}, {SUPERSEDED} by a later ok run"
+            found.append(
+                Failure(
+                    source=results.label,
+                    cell=f"result file in {entry.path.parent.name}",
+                    repeat=repeat,
+                    status=status,
+                    exit_code=NA,
+                    message=f"cannot read {entry.path}: {entry.reason}",
+                    log_tail=f"{entry.path}: {entry.reason}",
+                    path=_relative(entry.path, results.root),
+                )
+            )
     return found
+
+
+def _run_key(result: dict[str, Any], path: Path) -> tuple[str, int]:
+    """One cell's repeat: by cell id where recorded, else by the cell folder."""
+    cell = result.get("cell_id") or str(path.parent)
+    return str(cell), int(result.get("repeat") or 0)
+
+
+def _repeat_from_name(name: str) -> int:
+    found = _REPEAT_IN_NAME.match(name)
+    return int(found.group(1)) if found else 0
+
+
+def log_excerpt(log: str) -> str:
+    """The lines that explain a failure, then the log's last lines.
+
+    The whole log when it is short; otherwise up to EXPLAINING_LINES error lines from
+    before the tail (in order, repeats dropped), a "..." line, and the last LOG_TAIL_LINES.
+    """
+    lines = log.splitlines()
+    if len(lines) <= LOG_TAIL_LINES:
+        return "\n".join(lines)
+    head, tail = lines[:-LOG_TAIL_LINES], lines[-LOG_TAIL_LINES:]
+    explaining: list[str] = []
+    for line in head:
+        explains = ERROR_LINE.search(line) and not TRACEBACK_FRAME.match(line)
+        if explains and line not in explaining and line not in tail:
+            explaining.append(line)
+    explaining = explaining[-EXPLAINING_LINES:]
+    if not explaining:
+        return "\n".join(tail)
+    return "\n".join([*explaining, "...", *tail])
 
 
 def failures_table(found: Sequence[Failure], *, multi: bool) -> Table:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from reports import stats
 from reports.load import ResultsSet
 
 NA_KEY = "—"
@@ -123,42 +124,93 @@ def _run_row(label: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
         images_per_sec_per_gpu=per_gpu if result["status"] == "ok" else None,
         step_p50_s=_number(throughput.get("step_p50_s")),
         dataset_images=_number(dataset.get("images")),
+        step_s=_synchronous_steps(result.get("timing") or {}),
+        window_images_per_sec=_numbers(throughput.get("window_images_per_sec")),
         records_dir=dataset.get("records_dir") or (result.get("config") or {}).get("records_dir"),
     )
     return row
 
 
+def _synchronous_steps(timing: dict[str, Any]) -> list[float]:
+    """Per measured step, the slowest rank's time (the ranks wait for each other)."""
+    per_rank = [
+        [float(value) for value in rank if _number(value) is not None]
+        for rank in timing.get("step_s") or []
+        if isinstance(rank, list)
+    ]
+    per_rank = [rank for rank in per_rank if rank]
+    if not per_rank:
+        return []
+    steps = min(len(rank) for rank in per_rank)
+    return [max(rank[index] for rank in per_rank) for index in range(steps)]
+
+
+def _numbers(values: Any) -> list[float]:
+    if not isinstance(values, list):
+        return []
+    return [float(value) for value in values if _number(value) is not None]
+
+
+CELL_FIGURES = (
+    "repeats",
+    "images_per_sec",
+    "ips_low",
+    "ips_high",
+    "ips_se",
+    "ips_df",
+    "ips_method",
+    "ips_samples",
+    "cv_steps",
+    "cv_repeats",
+    "noisy",
+    "ips_min",
+    "ips_max",
+    "images_per_sec_per_gpu",
+    "step_p50_s",
+    "dataset_images",
+    "records_dir",
+    "source_rank",
+)
+
+
 def cells_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell with a figure: median images/s of its ok repeats, min and max."""
+    """One row per cell with a figure: mean images/s of its ok repeats with its 95% interval
+    (reports.stats), noise flags, min and max."""
     ok = runs[(runs["status"] == "ok") & runs["images_per_sec"].notna()]
     if ok.empty:
-        return pd.DataFrame(
-            columns=[
-                *CELL_KEYS,
-                "input",
-                "repeats",
-                "images_per_sec",
-                "ips_min",
-                "ips_max",
-                "images_per_sec_per_gpu",
-                "step_p50_s",
-                "dataset_images",
-                "records_dir",
-                "source_rank",
-            ]
-        )
+        return pd.DataFrame(columns=[*CELL_KEYS, "input", *CELL_FIGURES])
     grouped = ok.groupby(list(CELL_KEYS), sort=False, dropna=False)
     cells = grouped.agg(
         repeats=("images_per_sec", "size"),
-        images_per_sec=("images_per_sec", "median"),
+        images_per_sec=("images_per_sec", "mean"),
         ips_min=("images_per_sec", "min"),
         ips_max=("images_per_sec", "max"),
-        images_per_sec_per_gpu=("images_per_sec_per_gpu", "median"),
+        images_per_sec_per_gpu=("images_per_sec_per_gpu", "mean"),
         step_p50_s=("step_p50_s", "median"),
         dataset_images=("dataset_images", "max"),
         records_dir=("records_dir", "first"),
         source_rank=("source_rank", "first"),
     ).reset_index()
+    estimates = [
+        stats.cell_estimate(
+            group["images_per_sec"].tolist(),
+            group["step_s"].tolist(),
+            group["window_images_per_sec"].tolist(),
+        )
+        for _, group in grouped
+    ]
+    cells["images_per_sec"] = [estimate.value for estimate in estimates]
+    # A rate is never below 0: a symmetric interval that reaches past it is shown from 0.
+    cells["ips_low"] = [max(estimate.low, 0.0) for estimate in estimates]
+    cells["ips_high"] = [estimate.high for estimate in estimates]
+    cells["ips_se"] = [estimate.se for estimate in estimates]
+    cells["ips_df"] = [estimate.df for estimate in estimates]
+    cells["ips_method"] = [estimate.method for estimate in estimates]
+    cells["ips_samples"] = [estimate.samples for estimate in estimates]
+    cells["cv_steps"] = [estimate.cv_steps for estimate in estimates]
+    cells["cv_repeats"] = [estimate.cv_repeats for estimate in estimates]
+    cells["noisy"] = [estimate.noisy for estimate in estimates]
+    cells = cells[[*CELL_KEYS, *CELL_FIGURES]]
     conversions = set(cells["conversion"]) - {NA_KEY}
     cells.insert(
         len(CELL_KEYS),
@@ -166,6 +218,19 @@ def cells_frame(runs: pd.DataFrame) -> pd.DataFrame:
         [input_text(cell, with_conversion=len(conversions) > 1) for _, cell in cells.iterrows()],
     )
     return cells.sort_values(list(SORT_KEYS), key=_sort_key, ignore_index=True)
+
+
+def cell_estimate(cell: pd.Series) -> stats.Estimate:
+    """The cell's images/s as a `stats.Estimate`, from its row in `cells_frame`."""
+    se, df = cell.get("ips_se"), cell.get("ips_df")
+    missing = se is None or df is None or pd.isna(se) or pd.isna(df)
+    return stats.Estimate(
+        float(cell["images_per_sec"]),
+        None if missing else float(se),
+        None if missing else float(df),
+        str(cell.get("ips_method", "")),
+        tuple(cell.get("ips_samples") or ()),
+    )
 
 
 def input_text(cell: pd.Series, *, with_conversion: bool) -> str:

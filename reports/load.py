@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,14 @@ class Run:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A result file the report could not read, and why (listed in the report's failures)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
 class ResultsSet:
     """The results of one sweep (or one loose folder), labelled for side-by-side reports."""
 
@@ -42,6 +50,7 @@ class ResultsSet:
     summary: dict[str, Any] | None
     conversions: tuple[dict[str, Any], ...]
     runs: tuple[Run, ...]
+    unreadable: tuple[Unreadable, ...] = ()
 
 
 def load_results_sets(paths: Sequence[Path]) -> list[ResultsSet]:
@@ -51,12 +60,27 @@ def load_results_sets(paths: Sequence[Path]) -> list[ResultsSet]:
         if not path.is_dir():
             raise ReportInputError(f"{path}: no such results folder")
         roots.extend(_sweep_roots(path))
-    sets = [_load_set(root) for root in roots]
-    sets = [results for results in sets if results.runs]
+    loaded = [_load_set(root) for root in roots]
+    sets = [results for results in loaded if results.runs]
     if not sets:
         names = ", ".join(str(path) for path in paths)
+        unreadable = [entry for results in loaded for entry in results.unreadable]
+        if unreadable:
+            raise ReportInputError(
+                f"{names}: no readable result file; "
+                + "; ".join(f"{entry.path}: {entry.reason}" for entry in unreadable)
+            )
         raise ReportInputError(f"{names}: no result files (result-*.json) found")
+    # A sweep folder whose every result is unreadable still has them listed, in the first set.
+    orphans = [entry for results in loaded if not results.runs for entry in results.unreadable]
+    if orphans:
+        sets[0] = replace(sets[0], unreadable=sets[0].unreadable + tuple(orphans))
     return _unique_labels(sets)
+
+
+def unreadable_files(sets: Sequence[ResultsSet]) -> list[Unreadable]:
+    """Every result file left out of the report because it could not be read."""
+    return [entry for results in sets for entry in results.unreadable]
 
 
 def _sweep_roots(path: Path) -> list[Path]:
@@ -87,15 +111,21 @@ def _load_set(root: Path) -> ResultsSet:
         if _is_sweep(root)
         else [child for child in root.iterdir() if child.is_dir() and _is_sweep(child)]
     )
-    runs = tuple(
-        Run(path=path, result=_load_run(path))
-        for path in find_results(root)
-        if not any(child in path.parents for child in nested)
-    )
+    runs: list[Run] = []
+    unreadable: list[Unreadable] = []
+    for path in find_results(root):
+        if any(child in path.parents for child in nested):
+            continue
+        try:
+            runs.append(Run(path=path, result=_load_run(path)))
+        except ReportInputError as error:
+            # One bad file must not hide every other result: it is listed, not fatal.
+            reason = str(error).removeprefix(f"{path}: ").removeprefix(f"{path}")
+            unreadable.append(Unreadable(path=path, reason=reason.strip(" :") or str(error)))
     conversions = tuple(
         _read_conversion(path) for path in sorted((root / "conversions").glob("*.json"))
     )
-    sweep_name = _sweep_name(summary, runs)
+    sweep_name = _sweep_name(summary, tuple(runs))
     return ResultsSet(
         root=root,
         label=sweep_name or root.name,
@@ -103,7 +133,8 @@ def _load_set(root: Path) -> ResultsSet:
         sweep_yaml=sweep_yaml,
         summary=summary,
         conversions=conversions,
-        runs=runs,
+        runs=tuple(runs),
+        unreadable=tuple(unreadable),
     )
 
 
@@ -177,12 +208,4 @@ def _first_host(results: ResultsSet) -> str | None:
 
 
 def _with_label(results: ResultsSet, label: str) -> ResultsSet:
-    return ResultsSet(
-        root=results.root,
-        label=label,
-        sweep_name=results.sweep_name,
-        sweep_yaml=results.sweep_yaml,
-        summary=results.summary,
-        conversions=results.conversions,
-        runs=results.runs,
-    )
+    return replace(results, label=label)

@@ -72,6 +72,7 @@ def all_figures(
     with plt.rc_context(STYLE):
         return [
             scaling_figure(cells),
+            formats_figure(cells),
             efficiency_figure(cells),
             speedup_figure(cells),
             supply_demand_figure(cells),
@@ -82,8 +83,9 @@ def all_figures(
 def scaling_figure(cells: pd.DataFrame) -> Figure:
     title, name = "Images/s against GPUs", "scaling.png"
     caption = (
-        "Median images/s (global) per GPU count, one panel per model; the dashed line "
-        "of the same colour is ideal linear scaling from the 1-GPU cell."
+        "Mean images/s (global) per GPU count with 95% intervals (error bars), one panel "
+        "per model; the dashed line of the same colour is ideal linear scaling from the "
+        "1-GPU cell."
     )
     series = _series(cells)
     if not series:
@@ -97,7 +99,15 @@ def scaling_figure(cells: pd.DataFrame) -> Figure:
     for axis, model in zip(axes, models, strict=True):
         for color, (key, points) in zip(_cycle(), _of_model(series, model), strict=False):
             gpus, ips = points["gpus"].tolist(), points["images_per_sec"].tolist()
-            axis.plot(gpus, ips, marker="o", color=color, label=key[1])
+            axis.errorbar(
+                gpus,
+                ips,
+                yerr=_yerr(points["images_per_sec"], points["ips_low"], points["ips_high"]),
+                marker="o",
+                color=color,
+                label=key[1],
+                capsize=3,
+            )
             base = points[points["gpus"] == 1]["images_per_sec"]
             if not base.empty:
                 axis.plot(
@@ -116,7 +126,7 @@ def efficiency_figure(cells: pd.DataFrame) -> Figure:
     title, name = "Scaling efficiency", "efficiency.png"
     caption = (
         "Images/s at N GPUs / (N x images/s at 1 GPU) for each series with a 1-GPU "
-        "cell; 100% is linear."
+        "cell, with 95% intervals; 100% is linear."
     )
     frame = analysis.scaling_frame(cells)
     if frame.empty or frame["gpus"].nunique() < 2:
@@ -131,8 +141,18 @@ def efficiency_figure(cells: pd.DataFrame) -> Figure:
     figure, axes = _panels(len(models))
     for axis, model in zip(axes, models, strict=True):
         for color, (key, points) in zip(_cycle(), _of_model(series, model), strict=False):
-            axis.plot(
-                points["gpus"], points["efficiency"] * 100, marker="o", color=color, label=key[1]
+            axis.errorbar(
+                points["gpus"].tolist(),
+                (points["efficiency"] * 100).tolist(),
+                yerr=_yerr(
+                    points["efficiency"] * 100,
+                    points["efficiency_low"] * 100,
+                    points["efficiency_high"] * 100,
+                ),
+                marker="o",
+                color=color,
+                label=key[1],
+                capsize=3,
             )
         axis.axhline(100, color="black", linewidth=0.8, linestyle=":")
         axis.set_ylim(0, max(110, float(frame["efficiency"].max() * 100) + 10))
@@ -144,7 +164,8 @@ def speedup_figure(cells: pd.DataFrame) -> Figure:
     title, name = "TFRecord over raw files", "speedup.png"
     caption = (
         "Speedup of TFRecords over raw files (images/s tfrecord / raw - 1) in training, "
-        "per model and GPU count."
+        "per model and GPU count, with 95% intervals; n.s.: no difference detected at "
+        "this noise level."
     )
     frame = analysis.speedup_frame(cells)
     training = frame[frame["mode"].isin(analysis.TRAINING_MODES)] if not frame.empty else frame
@@ -180,8 +201,17 @@ def speedup_figure(cells: pd.DataFrame) -> Figure:
         xs = [gpus.index(n) + (index - (len(bars) - 1) / 2) * width for n in chosen["gpus"]]
         values = (chosen["speedup"] * 100).tolist()
         label = f"{model} {group}".strip()
-        drawn = axis.bar(xs, values, width=width * 0.9, color=color, label=label)
-        axis.bar_label(drawn, labels=[f"{v:+.1f}%" for v in values], fontsize=7, padding=2)
+        errors = _yerr(
+            chosen["speedup"] * 100, chosen["speedup_low"] * 100, chosen["speedup_high"] * 100
+        )
+        drawn = axis.bar(
+            xs, values, width=width * 0.9, color=color, label=label, yerr=errors, capsize=3
+        )
+        texts = [
+            f"{v:+.1f}%" + ("" if significant else " n.s.")
+            for v, significant in zip(values, chosen["speedup_significant"], strict=True)
+        ]
+        axis.bar_label(drawn, labels=texts, fontsize=7, padding=2)
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set_xticks(range(len(gpus)), [f"{n} GPU{'s' if n != 1 else ''}" for n in gpus])
     axis.set_xlim(-0.6, len(gpus) - 0.4)
@@ -191,13 +221,77 @@ def speedup_figure(cells: pd.DataFrame) -> Figure:
     return Figure(name, title, caption, _png(figure))
 
 
+def formats_figure(cells: pd.DataFrame) -> Figure:
+    """The poster's figure: images/s of raw beside TFRecord, per model and GPU count."""
+    title, name = "Raw files beside TFRecords", "formats.png"
+    caption = (
+        "Training images/s (global) from raw files and from TFRecords, side by side per "
+        "GPU count, one panel per model, with 95% intervals (the poster's figure, with "
+        "its uncertainty)."
+    )
+    frame = analysis.speedup_frame(cells)
+    training = frame[frame["mode"].isin(analysis.TRAINING_MODES)] if not frame.empty else frame
+    if training.empty:
+        return Figure(
+            name, title, caption, note="no training cell has both a raw and a tfrecord variant"
+        )
+    keys = ("source", "mode", "input", "pipeline", "precision", "batch_per_gpu", "image_size")
+    training = training.assign(
+        group=[_label(row, keys, training) for _, row in training.iterrows()]
+    )
+    models = sorted(training["model"].unique())
+    figure, axes = _panels(len(models))
+    for axis, model in zip(axes, models, strict=True):
+        chosen = training[training["model"] == model]
+        gpus = sorted(chosen["gpus"].unique())
+        groups = sorted(chosen["group"].unique())
+        bars = 2 * len(groups)
+        width = min(0.8 / bars, 0.35)
+        for index, group in enumerate(groups):
+            rows = chosen[chosen["group"] == group]
+            slots = [gpus.index(n) for n in rows["gpus"]]
+            for side, (column, low, high, tag) in enumerate(
+                (
+                    ("raw_ips", "raw_ips_low", "raw_ips_high", "raw"),
+                    ("tfrecord_ips", "ips_low", "ips_high", "tfrecord"),
+                )
+            ):
+                position = 2 * index + side
+                xs = [slot + (position - (bars - 1) / 2) * width for slot in slots]
+                label = f"{tag} {group}".strip() if len(groups) > 1 else tag
+                axis.bar(
+                    xs,
+                    rows[column].tolist(),
+                    width=width * 0.9,
+                    color=COLORS[position % len(COLORS)],
+                    yerr=_yerr(rows[column], rows[low], rows[high]),
+                    capsize=3,
+                    label=label,
+                )
+        axis.set_xticks(range(len(gpus)), [f"{n} GPU{'s' if n != 1 else ''}" for n in gpus])
+        axis.set_ylabel("images/s (global)")
+        axis.set_title(model, loc="left")
+        axis.legend(loc="best")
+    return Figure(name, title, caption, _png(figure))
+
+
+def _yerr(values: pd.Series, low: pd.Series, high: pd.Series) -> list[list[float]]:
+    """matplotlib's (below, above) error lengths; none (0) where there is no finite interval."""
+    below, above = [], []
+    for value, lo, hi in zip(values.tolist(), low.tolist(), high.tolist(), strict=True):
+        finite = all(pd.notna(x) and abs(float(x)) != float("inf") for x in (lo, hi))
+        below.append(float(value) - float(lo) if finite else 0.0)
+        above.append(float(hi) - float(value) if finite else 0.0)
+    return [below, above]
+
+
 def supply_demand_figure(cells: pd.DataFrame) -> Figure:
     title, name = "Supply against demand", "supply_demand.png"
     caption = (
         "What the input pipeline alone supplies (pipeline mode, dashed, per format) "
         "against what the model consumes on random data (synthetic mode, solid, per "
-        "model), in images/s per GPU count. Where a dashed line is below a solid one "
-        "the input cannot feed that model."
+        "model), in images/s per GPU count, with 95% intervals. Where a dashed line is "
+        "below a solid one the input cannot feed that model."
     )
     demand = cells[cells["mode"] == "synthetic"]
     supply = cells[cells["mode"] == "pipeline"]
@@ -219,15 +313,19 @@ def supply_demand_figure(cells: pd.DataFrame) -> Figure:
         for label in sorted(set(names)):
             same = [name == label for name in names]
             points = frame.loc[pd.Series(same, index=frame.index, dtype=bool)]
-            points = points.groupby("gpus", sort=True)["images_per_sec"].max()
+            # The fastest cell per GPU count, with its interval.
+            points = points.loc[points.groupby("gpus", sort=True)["images_per_sec"].idxmax()]
+            points = points.sort_values("gpus")
             tag = "demand" if style == "-" else "supply"
-            axis.plot(
-                points.index,
-                points.values,
+            axis.errorbar(
+                points["gpus"].tolist(),
+                points["images_per_sec"].tolist(),
+                yerr=_yerr(points["images_per_sec"], points["ips_low"], points["ips_high"]),
                 linestyle=style,
                 marker="o",
                 color=next(colors),
                 label=f"{tag}: {label}",
+                capsize=3,
             )
     gpus = sorted(cells["gpus"].unique())
     axis.set_xticks(gpus)

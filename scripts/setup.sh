@@ -6,7 +6,8 @@
 # A second run that finds everything in place takes a few seconds.
 #
 # Usage: scripts/setup.sh [--dev]
-#   --dev   also install the test and lint tools and Chromium (used by the report tests)
+#   --dev   also install the test and lint tools, Chromium (used by the report tests) and
+#           Slurm with MUNGE (slurmctld slurmd slurm-client munge: the cluster tests)
 # Environment:
 #   VENV=path          where the virtual environment goes (default: .venv in the repo)
 #   PYTHON=python3     the interpreter that creates it
@@ -20,7 +21,7 @@ dev=0
 for arg in "$@"; do
   case "$arg" in
     --dev) dev=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown argument '$arg' (expected --dev)" >&2; exit 2 ;;
   esac
 done
@@ -39,6 +40,11 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 if [ "$dev" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  # A real one-node Slurm cluster for the cluster tests (tests/slurm_cluster.py).
+  command -v slurmctld >/dev/null 2>&1 || need_apt+=(slurmctld)
+  command -v slurmd >/dev/null 2>&1 || need_apt+=(slurmd)
+  command -v sbatch >/dev/null 2>&1 || need_apt+=(slurm-client)
+  command -v munged >/dev/null 2>&1 || need_apt+=(munge)
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "${CHEXBENCH_SKIP_APT:-0}" = 1 ]; then

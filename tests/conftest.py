@@ -7,6 +7,9 @@ layout, small images so that CPU tests stay fast) and TFRecord conversions of it
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,24 @@ def subprocess_env() -> dict[str, str]:
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["TF_USE_LEGACY_KERAS"] = "1"
     return env
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[object]:
+    """A real one-node Slurm cluster (tests/slurm_cluster.py); skips, saying why, where the
+    daemons cannot start. Every daemon is stopped at the end of the session."""
+    from slurm_cluster import ClusterUnavailable, start
+
+    # Not under pytest's private (0700) temp root: munged needs its socket's folders
+    # reachable by the munge user.
+    folder = Path(tempfile.mkdtemp(prefix="chexbench-slurm-"))
+    try:
+        cluster = start(folder)
+    except ClusterUnavailable as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"no one-node Slurm cluster here: {error}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)

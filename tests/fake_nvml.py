@@ -17,6 +17,7 @@ from typing import Any
 NVML_SUCCESS = 0
 NVML_ERROR_UNINITIALIZED = 1
 NVML_ERROR_NOT_SUPPORTED = 3
+NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_ERROR_GPU_IS_LOST = 15
 NVML_ERROR_UNKNOWN = 999
@@ -34,6 +35,7 @@ NVML_GPM_SUPPORT_VERSION = 1
 _MESSAGES = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
     NVML_ERROR_NOT_SUPPORTED: "Not Supported",
+    NVML_ERROR_NOT_FOUND: "Not Found",
     NVML_ERROR_LIBRARY_NOT_FOUND: "NVML Shared Library Not Found",
     NVML_ERROR_GPU_IS_LOST: "GPU is lost",
     NVML_ERROR_UNKNOWN: "Unknown Error",
@@ -74,6 +76,7 @@ def _error_class(name: str, code: int) -> type[NVMLError]:
 
 NVMLError_Uninitialized = _error_class("NVMLError_Uninitialized", NVML_ERROR_UNINITIALIZED)
 NVMLError_NotSupported = _error_class("NVMLError_NotSupported", NVML_ERROR_NOT_SUPPORTED)
+NVMLError_NotFound = _error_class("NVMLError_NotFound", NVML_ERROR_NOT_FOUND)
 NVMLError_LibraryNotFound = _error_class("NVMLError_LibraryNotFound", NVML_ERROR_LIBRARY_NOT_FOUND)
 NVMLError_GpuIsLost = _error_class("NVMLError_GpuIsLost", NVML_ERROR_GPU_IS_LOST)
 NVMLError_Unknown = _error_class("NVMLError_Unknown", NVML_ERROR_UNKNOWN)
@@ -91,6 +94,14 @@ class c_nvmlMemory_t:
     total: int = 0
     free: int = 0
     used: int = 0
+
+
+@dataclass
+class nvmlPciInfo_t:
+    busId: bytes = b""  # a char array in pynvml: bytes
+    domain: int = 0
+    bus: int = 0
+    device: int = 0
 
 
 @dataclass
@@ -137,6 +148,7 @@ class FakeGpu:
     name: str = "NVIDIA H100 80GB HBM3"
     memory_total: int = 80 * 1024**3
     gpm: bool = True
+    uuid: str | None = None  # default: GPU-00000000-0000-0000-0000-<index>
 
 
 @dataclass
@@ -144,12 +156,18 @@ class _State:
     gpus: list[FakeGpu] = field(default_factory=list)
     library_missing: bool = False
     fail_after_samples: int | None = None  # utilization queries succeed this many times
-    initialised: bool = False
+    # NVML counts nvmlInit calls; nvmlShutdown releases the library only at zero.
+    init_count: int = 0
+
     calls: dict[str, int] = field(default_factory=dict)
     utilization_calls: int = 0
     ticks: itertools.count = field(default_factory=itertools.count)
     samples_allocated: int = 0
     samples_freed: int = 0
+
+    @property
+    def initialised(self) -> bool:
+        return self.init_count > 0
 
 
 _state = _State()
@@ -191,14 +209,14 @@ def nvmlInit() -> None:
     _count("nvmlInit")
     if _state.library_missing:
         raise NVMLError(NVML_ERROR_LIBRARY_NOT_FOUND)
-    _state.initialised = True
+    _state.init_count += 1
 
 
 def nvmlShutdown() -> None:
     _count("nvmlShutdown")
     if not _state.initialised:
         raise NVMLError(NVML_ERROR_UNINITIALIZED)
-    _state.initialised = False
+    _state.init_count -= 1
 
 
 def nvmlSystemGetDriverVersion() -> str:
@@ -225,6 +243,35 @@ def nvmlDeviceGetHandleByIndex(index: int) -> c_nvmlDevice_t:
     return c_nvmlDevice_t(index)
 
 
+def nvmlDeviceGetHandleByUUID(uuid: str | bytes) -> c_nvmlDevice_t:
+    """pynvml accepts str or bytes (its convertStrBytes decorator)."""
+    _count("nvmlDeviceGetHandleByUUID")
+    if not _state.initialised:
+        raise NVMLError(NVML_ERROR_UNINITIALIZED)
+    text = uuid.decode() if isinstance(uuid, bytes) else uuid
+    for index in range(len(_state.gpus)):
+        if _uuid(index) == text:
+            return c_nvmlDevice_t(index)
+    raise NVMLError(NVML_ERROR_NOT_FOUND)
+
+
+def nvmlDeviceGetIndex(handle: c_nvmlDevice_t) -> int:
+    _count("nvmlDeviceGetIndex")
+    _device(handle)
+    return handle.index
+
+
+def nvmlDeviceGetPciInfo(handle: c_nvmlDevice_t) -> nvmlPciInfo_t:
+    _count("nvmlDeviceGetPciInfo")
+    _device(handle)
+    bus = 0x18 + handle.index
+    return nvmlPciInfo_t(busId=f"00000000:{bus:02X}:00.0".encode(), bus=bus)
+
+
+def _uuid(index: int) -> str:
+    return _state.gpus[index].uuid or f"GPU-00000000-0000-0000-0000-{index:012d}"
+
+
 def nvmlDeviceGetName(handle: c_nvmlDevice_t) -> str:
     _count("nvmlDeviceGetName")
     return _device(handle).name
@@ -233,7 +280,7 @@ def nvmlDeviceGetName(handle: c_nvmlDevice_t) -> str:
 def nvmlDeviceGetUUID(handle: c_nvmlDevice_t) -> str:
     _count("nvmlDeviceGetUUID")
     _device(handle)
-    return f"GPU-00000000-0000-0000-0000-{handle.index:012d}"
+    return _uuid(handle.index)
 
 
 def nvmlDeviceGetUtilizationRates(handle: c_nvmlDevice_t) -> c_nvmlUtilization_t:

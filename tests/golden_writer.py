@@ -10,6 +10,7 @@ in tests/golden/; test_reports checks it still equals a fresh write.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import uuid
 from dataclasses import dataclass
@@ -50,6 +51,11 @@ class GoldenCell:
     status: str = "ok"
     utilization: tuple[float, ...] | None = None  # the in-window pattern; None: no NVML
 
+
+# Measured steps wobble around the cell's step time (a slow wave, as a shared machine's load
+# does); the pattern sums to zero over the 20 steps, so every run's rate is still exactly
+# batch / step time, and the intervals (reports.stats) have a known, non-zero width.
+STEP_JITTER = tuple(0.04 * math.sin(2 * math.pi * i / 10) for i in range(20))
 
 RAW_UTIL = (60.0, 85.0, 40.0, 90.0, 70.0)
 TFR_UTIL = (92.0, 95.0, 88.0, 97.0, 93.0)
@@ -137,6 +143,7 @@ def write_golden(
             "started_at": _stamp(STARTED),
             "finished_at": _stamp(finished),
             "interrupted": True,
+            "repeat_order": "interleaved",
             "counts": counts,
             "cells": cells,
         },
@@ -244,7 +251,10 @@ def _result(
             "startup_s": 3.0,
             "time_to_first_batch_s": 1.0,
             "warmup_step_s": [[step_s * 2] * warmup for _ in range(spec.gpus)],
-            "step_s": [[step_s] * steps for _ in range(spec.gpus)],
+            "step_s": [
+                [step_s * (1 + STEP_JITTER[i % len(STEP_JITTER)]) for i in range(steps)]
+                for _ in range(spec.gpus)
+            ],
             "measured_s": [step_s * steps] * spec.gpus,
         },
         throughput={

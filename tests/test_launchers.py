@@ -197,6 +197,10 @@ def test_srun_tasks_nodes_gpus_and_allocation_capacity() -> None:
     argv = command(cell)
     assert argv[:5] == ["srun", "--ntasks", "8", "--nodes", "2"]
     assert "--kill-on-bad-exit=1" in argv and "--partition=gpu" in argv
+    # Horovod's ranks meet through MPI by Slurm's PMIx plugin (docs/run.md, "Slurm").
+    assert "--mpi=pmix" in argv
+    assert "--mpi=pmi2" in command(make_cell("{kind: srun, mpi: pmi2}", 2))
+    assert not any(a.startswith("--mpi") for a in command(make_cell("{kind: srun, mpi: null}", 2)))
     assert argv[argv.index("--gpus-per-task") + 1] == "1"
     no_gpu = make_cell("{kind: srun, gpus_per_task: null}", 2)
     assert "--gpus-per-task" not in command(no_gpu)

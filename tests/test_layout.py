@@ -133,3 +133,10 @@ def test_every_run_option_has_help() -> None:
     text = parser().format_help()
     for name in fields:
         assert HELP[name].split()[0] in text, name
+
+
+def test_the_data_cache_defaults_to_the_repository_data_folder() -> None:
+    from bench.sweep.load import default_data_cache
+
+    assert default_data_cache({}) == REPO / "data"
+    assert default_data_cache({"CHEXBENCH_DATA": "/tmp/x"}) == Path("/tmp/x")

@@ -94,21 +94,6 @@ def test_raw_and_lossless_records_give_the_same_pixels_and_labels(
     assert set(np.unique(label)) <= {0.0, 1.0}
 
 
-def test_resize_matches_the_decoder_ceilings_within_a_gray_level(synth_root: Path) -> None:
-    """The pipelines' resize (TF, rounded to uint8) against the ceiling's PIL affine one."""
-    from PIL import Image
-
-    from bench.measure.ceiling import resized
-
-    raw = raw_source(synth_root, "val")
-    images, _ = _arrays(build_dataset(raw, _options("naive", image_size=48)))
-    for path, image in zip(raw.files, images, strict=True):
-        with Image.open(path) as original:
-            expected = resized(original, 48, "affine")
-        difference = np.abs(image[..., 0].astype(int) - expected.astype(int))
-        assert difference.max() <= 1, path
-
-
 def test_naive_and_tuned_agree(synth_root: Path) -> None:
     raw = raw_source(synth_root, "val")
     naive_images, naive_labels = _arrays(build_dataset(raw, _options("naive")))

@@ -162,6 +162,10 @@ VALIDATION_CASES = {
             "got 'densnet121'; did you mean 'densenet121'?"
         ],
     ),
+    "fit target outside (0, 1]": (
+        "name: t\nfit_target_auc: 84\n",
+        ["sweep.yaml:2: fit_target_auc: must be a mean AUC in (0, 1], got 84"],
+    ),
     "batch not positive": (
         "name: t\nbase: {batch_per_gpu: 0}\n",
         ["sweep.yaml:2: base.batch_per_gpu: must be at least 1, got 0"],
@@ -269,9 +273,10 @@ def test_overrides_and_environment_variables(tmp_path: Path) -> None:
     assert "--set base.steps: base.steps: must be at least 1" in str(raised.value)
 
 
-@pytest.mark.parametrize("name", ["default", "chexnet-poster", "modern-gpus"])
+@pytest.mark.parametrize("name", ["default", "chexnet-poster", "modern-gpus", "fit-smoke"])
 def test_shipped_sweeps_validate(name: str, tmp_path: Path) -> None:
-    overrides = [] if name == "default" else [f"base.data_dir={tmp_path}"]
+    synthetic = name in ("default", "fit-smoke")
+    overrides = [] if synthetic else [f"base.data_dir={tmp_path}"]
     sweep = load_sweep(
         REPO / "sweeps" / f"{name}.yaml",
         overrides=overrides,
@@ -283,10 +288,15 @@ def test_shipped_sweeps_validate(name: str, tmp_path: Path) -> None:
     assert check(sweep, cells, environ={}, dry_run=True) == []
     assert len({cell.slug for cell in cells}) == len(cells)
     models = {cell.settings["model"] for cell in cells}
-    assert models == ({"densenet121"} if name == "default" else {"densenet121", "resnet50"})
+    # The client's grid: both models; the fit smoke sweep trains CheXNet's only.
+    assert models == ({"densenet121"} if name == "fit-smoke" else {"densenet121", "resnet50"})
     if name == "default":
         assert 8 <= len(cells) <= 12
         assert {cell.gpus for cell in cells} == {1, 2}
+        assert {c.settings["data_format"] for c in cells if c.settings["mode"] != "synthetic"} == {
+            "raw",
+            "tfrecord",
+        }
         assert {cell.settings["mode"] for cell in cells} == {"synthetic", "pipeline", "train"}
     if name == "chexnet-poster":
         assert {cell.gpus for cell in cells} == {1, 2, 4, 8}
@@ -296,6 +306,24 @@ def test_shipped_sweeps_validate(name: str, tmp_path: Path) -> None:
             "tfrecord",
         }
         assert all(cell.nodes == 2 for cell in cells if cell.gpus == 8)
+        fit = [cell for cell in cells if cell.settings["mode"] == "fit"]
+        assert {(c.settings["model"], c.settings["data_format"], c.gpus) for c in fit} == {
+            (model, data_format, gpus)
+            for model in ("densenet121", "resnet50")
+            for data_format in ("raw", "tfrecord")
+            for gpus in (1, 2, 4, 8)
+        }
+        assert all(c.settings["epochs"] == 15 and not c.settings["scale_lr"] for c in fit)
+    if name == "fit-smoke":
+        assert {(c.settings["data_format"], c.gpus) for c in cells} == {
+            ("raw", 1),
+            ("tfrecord", 1),
+            ("tfrecord", 2),
+        }
+        assert all(c.settings["mode"] == "fit" and c.settings["image_size"] == 64 for c in cells)
+    # The target is the report's: it is no cell setting, so changing it reruns nothing.
+    assert sweep.fit_target_auc == {"chexnet-poster": 0.80, "fit-smoke": 0.75}.get(name)
+    assert all("fit_target_auc" not in cell.settings for cell in cells)
     if name == "modern-gpus":
         assert {cell.encoding for cell in cells} == {None, "png", "jpeg", "raw"}
         assert all(cell.settings["precision"] == "mixed_bfloat16" for cell in cells)

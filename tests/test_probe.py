@@ -1,4 +1,4 @@
-"""The pipeline-only probe and the bare-decoder ceiling, on real datasets and files."""
+"""The pipeline-only probe, on real datasets and files."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bench.input.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
-from bench.measure.ceiling import decode_example, parse_example
-from bench.measure.probe import decoder_ceiling, probe
-from converters import features
+from bench.input.pipelines import PipelineOptions, build_dataset, raw_source
+from bench.measure.probe import probe
 
 SLOW_S = 0.25
 
@@ -75,34 +73,3 @@ def test_probe_reports_a_dataset_that_ends_early(synth_root: Path) -> None:
     assert result.skipped_examples == 0  # counted (skip_bad), and none were bad
     nothing = probe(tf.data.Dataset.range(0).batch(2), batch_size=2, batches=1, warmup_batches=0)
     assert nothing.images_per_sec is None and nothing.note and nothing.exhausted
-
-
-def test_bare_decoder_matches_the_pipelines_decoding(records_png: Path) -> None:
-    source = tfrecord_source(records_png, "val")
-    records = list(tf.data.TFRecordDataset(source.files[0]).take(3))
-    spec = features.tf_feature_spec()
-    for record in records:
-        ours = parse_example(record.numpy())
-        theirs = tf.io.parse_single_example(record, spec)
-        assert ours[features.IMAGE_ENCODED] == theirs[features.IMAGE_ENCODED].numpy()
-        assert ours[features.IMAGE_FORMAT] == b"png"
-        for key in (features.IMAGE_HEIGHT, features.IMAGE_WIDTH, features.IMAGE_CHANNELS):
-            assert ours[key] == int(theirs[key])
-        pixels = tf.io.decode_png(theirs[features.IMAGE_ENCODED], channels=1).numpy()[..., 0]
-        np.testing.assert_array_equal(decode_example(record.numpy(), pixels.shape[0]), pixels)
-
-
-def test_decoder_ceiling_decodes_every_image_in_parallel(
-    synth_root: Path, records_png: Path
-) -> None:
-    raw = raw_source(synth_root, "val")
-    result = decoder_ceiling(raw, processes=2, image_size=32, limit=12)
-    assert result["images"] == 12 and result["processes"] == 2
-    assert result["images_per_sec"] == pytest.approx(12 / result["wall_s"])
-    assert len(result["per_process_s"]) == 2 and result["unit"] == "images/s"
-    assert set(result["resize_methods"]) <= {"resize", "affine"}  # the faster, per worker
-    records = tfrecord_source(records_png, "val")
-    result = decoder_ceiling(records, processes=2, image_size=32)
-    assert result["images"] == records.num_examples
-    timed = decoder_ceiling(records, processes=1, image_size=32, seconds=0.5)
-    assert timed["wall_s"] >= 0.5 and timed["images"] >= records.num_examples

@@ -85,7 +85,7 @@ def test_truncated_shard_is_caught(damaged: Path, capsys: pytest.CaptureFixture[
     shard.write_bytes(data[:cut])
     expected_record = _record_containing(damaged / features.shard_name("test", 2, 3), cut - 1)
     (damaged / features.shard_name("test", 0, 1)).write_bytes(b"")  # a stray shard
-    assert main([str(damaged)]) == 1
+    assert main([str(damaged), "--quiet"]) == 1
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith(f"FAILED: {shard.name}: record {expected_record}: ")
     assert "truncated" in lines[0]
@@ -101,7 +101,7 @@ def test_flipped_byte_is_caught_by_the_record_crc(
     data[position] ^= 0x10
     shard.write_bytes(bytes(data))
     expected_record = _record_containing(shard, position)
-    assert main([str(damaged)]) == 1
+    assert main([str(damaged), "--quiet"]) == 1
     first = capsys.readouterr().err.splitlines()[0]
     assert f"FAILED: {shard.name}: record {expected_record}: " in first
     assert "sha256 differs" in first

@@ -20,7 +20,11 @@ Layout (schema_version 1); every key is always present, `null` where not applica
                      warmup_steps, ...}  the settings that define what was measured
     config          the full RunConfig as a dict (paths as strings), or null
     environment     {hosts, gpu_names, driver, cuda, cudnn, tensorflow, keras, horovod,
-                     horovod_controller, python, platform, cpu_count, ...} or partial
+                     horovod_controller, python, platform, cpu_count, ...,
+                     slurm: null | {job_id, job_name, cluster, partition, job_nodelist,
+                       job_num_nodes, ntasks, step_id, step_num_tasks, step_nodelist,
+                       gpus_per_task} (strings as Slurm set them, null where unset;
+                       optional: absent in results written before it)} or partial
     dataset         null | {source, path, split, images, records_dir, encoding, ...}
     timing          null | {
                       unit: "seconds",
@@ -31,9 +35,14 @@ Layout (schema_version 1); every key is always present, `null` where not applica
                       measured_s: [float],         per rank, wall time of the measured steps
                     }
     throughput      null | {images_per_sec, images_per_sec_per_gpu, images_per_step,
-                            step_p50_s, step_p90_s, step_p99_s}
+                            step_p50_s, step_p90_s, step_p99_s,
+                            window_images_per_sec: [float] (optional; consecutive windows
+                              of the measured steps, each's images/s: reports.stats takes
+                              the cell's interval from them), window_steps: int | null}
     telemetry       {
                       gpu: null | {period_s, devices: [{host, index, name, uuid,
+                            pci_bus_id, ranks,   (optional, newer results: one entry
+                                                  per (host, uuid); the ranks that used it)
                             t_s: [...], utilization_pct: [...], memory_used_bytes: [...],
                             power_w: [...], sm_clock_mhz: [...], gpm: null | {...}}]},
                       gpu_unavailable: null | str,   why there are no GPU samples
@@ -56,12 +65,23 @@ Optional (additive) keys:
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from converters.manifest import utc_now, write_text_atomic
+
+# A log line that says why a run failed (an exception, "error:", "failed", a crash, bad data):
+# the sweep keeps such lines from before a log's tail in `error.log_tail`, and the report
+# shows them above the tail; a launcher prints its own traceback after the ranks' lines.
+ERROR_LINE = re.compile(
+    r"\b\w*(Error|Exception)\b|\berror:|\bfailed\b|\bcrash|\bbad data\b|\bKilled\b",
+    re.IGNORECASE,
+)
+# Traceback frames match ERROR_LINE's words often and explain nothing on their own.
+TRACEBACK_FRAME = re.compile(r'^\s*(File "|Traceback \(most recent call last\))')
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "timeout")

@@ -86,7 +86,7 @@ def resize(image: tf.Tensor, image_size: int) -> tf.Tensor:
     """uint8 [H, W, 1] -> uint8 [S, S, 1]: bilinear, rounded; no resampling when equal.
 
     Resizing the single gray channel before widening to three is the same arithmetic at a
-    third of the cost; rounding back to uint8 is what PIL (the decoder ceiling) does too.
+    third of the cost; rounding back to uint8 is what OpenCV and PIL (bench.measure.bound) do too.
     """
     shape = tf.shape(image)
     same = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,7 @@ def tfrecord_source(records_dir: Path, split: str) -> Source:
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"{records_dir}: split {split!r}: missing shards: {missing}")
-    _check_no_extra_records(manifest, split)
+    _check_record_counts(manifest, split)
     total = manifest.record_count(split)
     if total == 0:
         raise ValueError(f"{records_dir}: split {split!r} has no records")
@@ -172,26 +173,41 @@ def tfrecord_source(records_dir: Path, split: str) -> Source:
     )
 
 
-def _check_no_extra_records(manifest: Any, split: str) -> None:
-    """Raise ValueError naming a shard that holds more records than its manifest lists.
+def _check_record_counts(manifest: Any, split: str) -> None:
+    """Raise ValueError naming a shard whose record count is not its manifest's.
 
-    The pipelines read exactly the listed records (evaluation counts on it), so a shard
-    that grew after conversion is rejected before reading. Only a shard whose size
-    differs from the manifest's is counted; a shorter one is left to the pipeline's
-    guard, which names its first unreadable record.
+    The pipelines read exactly the listed records (evaluation counts on it), so neither a
+    shard that grew after conversion nor a manifest that lists fewer or more records than an
+    intact shard holds may be trusted: every shard is counted (framing only; uncompressed
+    shards are seeked over, gzip ones decompressed, in threads). A shard that is shorter
+    and whose size differs from the manifest's (truncated, corrupt) is left to the
+    pipeline's guard, which names its first unreadable record and lets --skip-bad skip it.
     """
     from converters.records import count_records
 
-    for shard, path in zip(manifest.shards[split], manifest.shard_paths(split), strict=True):
-        size = path.stat().st_size
-        if size == shard.bytes:
+    pairs = list(zip(manifest.shards[split], manifest.shard_paths(split), strict=True))
+
+    def count(pair: tuple[Any, Path]) -> int:
+        return count_records(pair[1], compression=manifest.compression)
+
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(pairs)))) as pool:
+        found_counts = list(pool.map(count, pairs))
+    for (shard, path), found in zip(pairs, found_counts, strict=True):
+        if found == shard.records:
             continue
-        found = count_records(path, compression=manifest.compression)
+        size = path.stat().st_size
+        check = f"check it with python -m converters.verify {manifest.directory}"
         if found > shard.records:
             raise ValueError(
                 f"{path}: holds {found} records where its manifest lists {shard.records} "
                 f"({size} bytes, manifest says {shard.bytes}): the shard changed "
-                f"after conversion; check it with python -m converters.verify {manifest.directory}"
+                f"after conversion; {check}"
+            )
+        if size == shard.bytes:
+            raise ValueError(
+                f"{path}: holds {found} records where its manifest lists {shard.records}, "
+                f"with the size the manifest lists ({size} bytes): the manifest does not "
+                f"match this shard (edited or from another conversion); {check}"
             )
 
 

@@ -25,7 +25,9 @@ LAUNCHER_SIZE_VARIABLES = (
     "OMPI_COMM_WORLD_SIZE",
     "PMI_SIZE",
     "PMIX_SIZE",
-    "SLURM_NTASKS",
+    # Not SLURM_NTASKS: a batch script's own process has it too (the job's task count),
+    # and a one-process cell started from there is one rank.
+    "SLURM_STEP_NUM_TASKS",
 )
 LAUNCHER_RANK_VARIABLES = (
     "HOROVOD_RANK",
@@ -110,6 +112,14 @@ class HorovodEngine:
         self.local_rank = hvd.local_rank()
         self.local_size = hvd.local_size()
         self.controller = "gloo" if hvd.gloo_enabled() else "mpi" if hvd.mpi_enabled() else None
+        launched = launched_ranks()
+        if launched > 1 and self.size != launched:
+            # E.g. srun without a PMI plugin MPI can use: every task would run alone.
+            raise EngineError(
+                f"the launcher started {launched} ranks but Horovod joined {self.size} "
+                f"(controller {self.controller}); under srun Horovod needs MPI through "
+                f"Slurm's pmix plugin (srun --mpi=pmix, see docs/run.md)"
+            )
 
     def allreduce_mean(self, value: float) -> float:
         tensor = tf.constant(float(value), dtype=tf.float64)
@@ -192,14 +202,3 @@ def pin_gpu(engine: Engine) -> str:
     tf.config.experimental.set_memory_growth(chosen, True)
     tf.config.set_visible_devices(chosen, "GPU")
     return "gpu"
-
-
-def local_gpu_indices(engine: Engine) -> list[int] | None:
-    """The NVML indices of this node's GPUs in use, for the node's sampler (None = all)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        indices = [part for part in visible.split(",") if part.strip()]
-        if all(part.strip().isdigit() for part in indices):
-            return [int(part) for part in indices]
-        return None  # UUIDs or MIG names: sample all rather than guess
-    return list(range(engine.local_size))

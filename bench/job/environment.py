@@ -10,13 +10,35 @@ import os
 import platform
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
 
 from bench.job.engine import Engine
 from bench.job.telemetry import nvml_inventory
+
+# Slurm variables a job records (result `environment.slurm`), by their key there.
+JOB_VARIABLES = {
+    "job_id": "SLURM_JOB_ID",
+    "job_name": "SLURM_JOB_NAME",
+    "cluster": "SLURM_CLUSTER_NAME",
+    "partition": "SLURM_JOB_PARTITION",
+    "job_nodelist": "SLURM_JOB_NODELIST",
+    "job_num_nodes": "SLURM_JOB_NUM_NODES",
+    "ntasks": "SLURM_NTASKS",
+    "step_id": "SLURM_STEP_ID",
+    "step_num_tasks": "SLURM_STEP_NUM_TASKS",
+    "step_nodelist": "SLURM_STEP_NODELIST",
+    "gpus_per_task": "SLURM_GPUS_PER_TASK",
+}
+
+
+def slurm_job(environ: Mapping[str, str]) -> dict[str, str | None] | None:
+    """The Slurm job and step this process runs in, or None outside Slurm."""
+    if "SLURM_JOB_ID" not in environ:
+        return None
+    return {key: environ.get(variable) for key, variable in JOB_VARIABLES.items()}
 
 
 def _versions() -> dict[str, Any]:
@@ -67,6 +89,7 @@ def local_facts(engine: Engine, *, with_nvml: bool) -> dict[str, Any]:
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "tf_gpus": _tf_gpu_names(),
         "nvml": nvml_inventory() if with_nvml else None,
+        "slurm": slurm_job(os.environ),
     }
 
 
@@ -94,6 +117,8 @@ def merge(per_rank: Sequence[dict[str, Any]], engine: Engine) -> dict[str, Any]:
         "cpu_count_per_host": {r["host"]: r["cpu_count"] for r in per_rank},
         "cpu_affinity_per_rank": [r["cpu_affinity"] for r in per_rank],
         "argv": sys.argv,
+        # The Slurm job and step rank 0 ran in (None outside Slurm).
+        "slurm": per_rank[0].get("slurm"),
     }
     environment.update(_versions())
     return environment

@@ -3,10 +3,20 @@ change what the model learns.
 
 Epochs over the train split, validation after each, ReduceLROnPlateau (factor 0.1 on the
 validation loss) and early stopping implemented in the custom loop, per-class ROC AUC and
-their mean, the best weights by mean validation AUC written by rank 0.
+their mean, the best weights by mean validation AUC written by rank `CHECKPOINT_RANK` only.
 
 Validation predictions are gathered to every rank, so every rank computes the same loss,
-AUC and decisions (learning rate, early stop) without a further collective.
+AUC and decisions (learning rate, early stop) without a further collective. Each rank
+predicts its element shard of the validation split (every example exactly once across
+ranks, the last partial batch kept: bench.input.pipelines), so the metrics cover the whole split.
+
+Stored details (result["details"]["fit"]): the plan, `history` (one entry per epoch:
+learning_rate, train_loss, train_s, val_s, val_loss, val_examples, val_auc_mean,
+val_auc_per_class, val_auc_undefined, and `elapsed_s`, seconds from the start of training
+to the end of that epoch's validation and checkpoint), best_epoch, best_val_auc_mean,
+best_val_auc_per_class, checkpoint and `checkpoint_rank`, `validation_examples_per_rank`
+(at the best epoch) and `best_validation` (the best epoch's per-example score ranks and
+labels, bench.contract.validation_scores, for a bootstrap in the report).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.contract import validation_scores
 from converters.labels import LABELS
 
 # CheXNet decays the learning rate by 10 when the validation loss stops falling after an
@@ -28,6 +39,8 @@ PLATEAU_PATIENCE = 1
 PLATEAU_MIN_DELTA = 1e-4
 MIN_LEARNING_RATE = 1e-7
 PROBABILITY_EPSILON = 1e-7
+# The one rank that writes the best checkpoint (every rank holds the same weights).
+CHECKPOINT_RANK = 0
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -107,6 +120,8 @@ class FitState:
     epochs_without_improvement: int = 0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_validation: dict[str, Any] | None = None
+    best_examples_per_rank: list[int] | None = None
     step_s: list[float] = field(default_factory=list)
     warmup_step_s: list[float] = field(default_factory=list)
 
@@ -141,6 +156,7 @@ def run_fit(
     plateau = Plateau()
     checkpoint: str | None = None
     global_step = 0
+    fit_began = time.perf_counter()
     for epoch in range(plan.epochs):
         began = time.perf_counter()
         losses = []
@@ -156,7 +172,7 @@ def run_fit(
             )
             global_step += 1
         train_s = time.perf_counter() - began
-        evaluation = _validate(validation_batches(epoch), predict, gather)
+        evaluation, scored = _validate(validation_batches(epoch), predict, gather)
         entry = {
             "epoch": epoch,
             "learning_rate": state.learning_rate,
@@ -170,6 +186,10 @@ def run_fit(
             state.best_auc, state.best_epoch = mean_auc, epoch
             state.epochs_without_improvement = 0
             checkpoint = save_best(epoch) or checkpoint
+            state.best_validation = validation_scores.encode(
+                scored.probabilities, scored.labels, order=scored.order
+            )
+            state.best_examples_per_rank = scored.examples_per_rank
         else:
             state.epochs_without_improvement += 1
         new_rate = plateau.update(evaluation["val_loss"], state.learning_rate)
@@ -177,6 +197,7 @@ def run_fit(
             entry["learning_rate_reduced_to"] = new_rate
             state.learning_rate = new_rate
             set_learning_rate(new_rate)
+        entry["elapsed_s"] = time.perf_counter() - fit_began
         patience = plan.early_stop_patience
         if patience is not None and state.epochs_without_improvement >= patience:
             state.stopped_early = True
@@ -199,6 +220,9 @@ def run_fit(
             "best_val_auc_mean": state.best_auc,
             "best_val_auc_per_class": best["val_auc_per_class"] if best else None,
             "checkpoint": checkpoint,
+            "checkpoint_rank": CHECKPOINT_RANK,
+            "validation_examples_per_rank": state.best_examples_per_rank,
+            "best_validation": state.best_validation,
             "history": state.history,
         }
     }
@@ -213,9 +237,36 @@ def _warmed(plan: FitPlan, global_step: int, current: float) -> float:
     )
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One validation pass, every rank's examples together."""
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    order: str  # "split" or "ranks": see split_order
+    examples_per_rank: list[int]
+
+
+def split_order(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, str]:
+    """Every rank's examples in the split's own order, where that can be rebuilt.
+
+    Evaluation shards elements: rank r reads examples r, r + W, r + 2W, ... of the split. If
+    the part sizes are those of that sharding, interleaving the parts restores the split's
+    order ("split"); otherwise (examples skipped) the parts stay concatenated ("ranks").
+    """
+    total = sum(len(part) for part in parts)
+    workers = len(parts)
+    if not all(len(part) == len(range(r, total, workers)) for r, part in enumerate(parts)):
+        return np.concatenate(parts), "ranks"
+    ordered = np.empty((total, *parts[0].shape[1:]), dtype=parts[0].dtype)
+    for rank, part in enumerate(parts):
+        ordered[rank::workers] = part
+    return ordered, "split"
+
+
 def _validate(
     batches: Batches, predict: Callable[[Any], np.ndarray], gather: Callable[[Any], list[Any]]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Scored]:
     """Predict this rank's shard, gather every rank's, score on all ranks alike."""
     began = time.perf_counter()
     probabilities, labels = [], []
@@ -224,11 +275,14 @@ def _validate(
         labels.append(np.asarray(batch_labels, dtype=np.float32))
     local = (_stack(probabilities), _stack(labels))
     gathered = gather(local)
-    all_probabilities = np.concatenate([part[0] for part in gathered])
-    all_labels = np.concatenate([part[1] for part in gathered])
+    all_probabilities, order = split_order([part[0] for part in gathered])
+    all_labels, _ = split_order([part[1] for part in gathered])
     if all_labels.shape[0] == 0:
         raise RuntimeError("the validation split produced no examples on any rank")
     auc = per_class_auc(all_labels, all_probabilities)
+    scored = Scored(
+        all_probabilities, all_labels, order, [int(part[1].shape[0]) for part in gathered]
+    )
     return {
         "val_examples": int(all_labels.shape[0]),
         "val_loss": binary_cross_entropy(all_labels, all_probabilities),
@@ -236,7 +290,7 @@ def _validate(
         "val_auc_per_class": auc["per_class"],
         "val_auc_undefined": auc["undefined"],
         "val_s": time.perf_counter() - began,
-    }
+    }, scored
 
 
 def _stack(parts: Sequence[np.ndarray]) -> np.ndarray:

@@ -36,7 +36,7 @@ def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) ->
     checkpoint = fit.checkpoint_path(config.output_dir, config.repeat, run_id)
 
     def save_best(epoch: int) -> str | None:
-        if engine.rank != 0:
+        if engine.rank != fit.CHECKPOINT_RANK:  # one writer; every rank holds the same weights
             return None
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         trainer.model.save_weights(str(checkpoint))

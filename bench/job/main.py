@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.contract import results
 from bench.contract.config import RunConfig
+from bench.job.failure_cause import plain_cause
 from bench.job.fit_mode import run_fit_mode
 from bench.job.inputs import DATA_MODES, InputError, check_inputs, reading_through
 from bench.job.modes import RankOutcome, dump_weights, run_pipeline, run_synthetic, run_train
@@ -77,14 +78,16 @@ def _run_rank(
     config: RunConfig, engine: Any, device: str, *, run_id: str, started_at: str
 ) -> dict[str, Any] | None:
     from bench.job import environment as environment_capture
-    from bench.job.engine import local_gpu_indices
-    from bench.job.telemetry import Telemetry
+    from bench.job.rank_gpus import telemetry_for_rank
 
-    with Telemetry(
-        enabled=engine.local_rank == 0,
+    # Every rank samples its own GPU (by UUID), local rank 0 also the host.
+    telemetry = telemetry_for_rank(
+        rank=engine.rank,
+        local_rank=engine.local_rank,
+        device=device,
         period_s=config.telemetry_period_s,
-        gpu_indices=local_gpu_indices(engine) if device == "gpu" else None,
-    ) as sampling:
+    )
+    with telemetry as sampling:
         outcome = execute(config, engine, device, run_id=run_id)
     if outcome.trainer is not None:
         dump_weights(outcome.trainer, engine.rank)
@@ -158,18 +161,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except Exception as error:  # a run-time failure becomes a result, not a lost run
         tail = traceback.format_exc()
-        print(tail, file=sys.stderr)
+        print(tail, file=sys.stderr)  # the traceback stays in the log
+        cause = plain_cause(error)
         if engine.rank == 0:
             _write_failure(
                 config,
                 run_id,
                 started_at,
-                f"{type(error).__name__}: {error}",
+                cause or f"{type(error).__name__}: {error}",
                 EXIT_FAILED,
                 engine.size,
                 engine.name,
                 tail,
             )
+        if cause is not None:  # the last line a user reads says what happened
+            print(f"bench.run: {cause}", file=sys.stderr)
         return EXIT_FAILED
     if result is not None:
         _write(config, result)

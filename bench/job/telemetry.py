@@ -7,6 +7,11 @@ that CPU tests pass a fake module with pynvml's names (tests/fake_nvml.py).
 Imports only the standard library and psutil at module level (pynvml lazily), so that
 `bench.telemetry_check` runs on a GPU node without TensorFlow.
 
+One GPU sampler per rank: each rank samples the GPU it uses, opened by the UUID that
+`bench.job.rank_gpus` resolved in that rank's own process, so every GPU of the job is sampled
+on every node whatever each rank's CUDA_VISIBLE_DEVICES says; one host sampler per node
+(local rank 0). `combine` keeps one entry per (host, uuid), with the ranks that used it.
+
 Every timestamp is `time.time()` (seconds since the epoch) so that a report can cut the
 warm-up out with the run's measured window, which is taken on the same clock. A value NVML
 could not read is `None` with the error kept, never a zero.
@@ -74,6 +79,7 @@ class _Device:
     handle: Any
     name: str
     uuid: str
+    pci_bus_id: str | None
     memory_total_bytes: int | None
     gpm_supported: bool
     t_s: list[float] = field(default_factory=list)
@@ -102,6 +108,7 @@ class _Device:
             "index": self.index,
             "name": self.name,
             "uuid": self.uuid,
+            "pci_bus_id": self.pci_bus_id,
             "memory_total_bytes": self.memory_total_bytes,
             "t_s": self.t_s,
             **self.series,
@@ -114,9 +121,9 @@ class _Device:
 class NvmlSampler:
     """A `GpuSampler` on NVML: utilization, memory used, power, SM clock, and GPM metrics.
 
-    `nvml` is the pynvml module (default: import it); `indices` the GPUs to sample
-    (default: every GPU NVML sees). If NVML cannot start, `unavailable` says why and
-    `samples()` returns None.
+    `nvml` is the pynvml module (default: import it); `uuids` the GPUs to sample by UUID,
+    else `indices` by NVML index (default: every GPU NVML sees). If NVML cannot start or
+    open them, `unavailable` says why and `samples()` returns None.
     """
 
     def __init__(
@@ -125,6 +132,7 @@ class NvmlSampler:
         period_s: float = DEFAULT_PERIOD_S,
         nvml: ModuleType | None = None,
         indices: Sequence[int] | None = None,
+        uuids: Sequence[str] | None = None,
         use_gpm: bool = True,
         host: str | None = None,
     ) -> None:
@@ -135,6 +143,7 @@ class NvmlSampler:
         self.host = host or socket.gethostname()
         self._nvml = nvml
         self._indices = None if indices is None else list(indices)
+        self._uuids = None if uuids is None else list(uuids)
         self._use_gpm = use_gpm
         self._devices: list[_Device] = []
         self._stop = threading.Event()
@@ -184,10 +193,16 @@ class NvmlSampler:
             self.unavailable = f"NVML unavailable: {_error_text(error)}"
             return False
         self._initialised = True
+        if self._uuids is not None:
+            return self._open_uuids()
         try:
             count = nvml.nvmlDeviceGetCount()
             indices = list(range(count)) if self._indices is None else self._indices
-            self._devices = [self._open_device(index) for index in indices if index < count]
+            self._devices = [
+                self._open_device(nvml.nvmlDeviceGetHandleByIndex(index), index)
+                for index in indices
+                if index < count
+            ]
         except nvml.NVMLError as error:
             self.unavailable = f"NVML could not open the GPUs: {_error_text(error)}"
             self._close()
@@ -198,18 +213,40 @@ class NvmlSampler:
             return False
         return True
 
-    def _open_device(self, index: int) -> _Device:
+    def _open_uuids(self) -> bool:
         nvml = self._nvml
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        try:
+            for uuid in self._uuids or []:
+                handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
+                self._devices.append(
+                    self._open_device(handle, int(nvml.nvmlDeviceGetIndex(handle)))
+                )
+        except nvml.NVMLError as error:
+            self.unavailable = f"NVML could not open GPU {uuid}: {_error_text(error)}"
+            self._close()
+            return False
+        if not self._devices:
+            self.unavailable = "no GPU to sample (no UUID given)"
+            self._close()
+            return False
+        return True
+
+    def _open_device(self, handle: Any, index: int) -> _Device:
+        nvml = self._nvml
         try:
             memory_total = int(nvml.nvmlDeviceGetMemoryInfo(handle).total)
         except nvml.NVMLError:
             memory_total = None
+        try:
+            pci_bus_id: str | None = _text(nvml.nvmlDeviceGetPciInfo(handle).busId)
+        except (nvml.NVMLError, AttributeError):
+            pci_bus_id = None
         device = _Device(
             index=index,
             handle=handle,
             name=_text(nvml.nvmlDeviceGetName(handle)),
             uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
+            pci_bus_id=pci_bus_id,
             memory_total_bytes=memory_total,
             gpm_supported=self._use_gpm and self._gpm_supported(handle),
         )
@@ -347,7 +384,8 @@ class HostSampler:
 
 
 class Telemetry:
-    """Both samplers for one node; `enabled=False` on every process but one per node."""
+    """One process's samplers: its GPU sampler and, on one process per node
+    (`host_sampling`), the host sampler. `enabled=False` samples nothing."""
 
     def __init__(
         self,
@@ -356,30 +394,47 @@ class Telemetry:
         period_s: float = DEFAULT_PERIOD_S,
         gpu_sampler: GpuSampler | None = None,
         gpu_indices: Sequence[int] | None = None,
+        gpu_uuids: Sequence[str] | None = None,
+        host_sampling: bool = True,
+        gpu_unavailable: str | None = None,
     ) -> None:
         self.enabled = enabled
-        self.gpu = gpu_sampler or NvmlSampler(period_s=period_s, indices=gpu_indices)
+        self.host_sampling = host_sampling
+        # Why this process samples no GPU although it should (its GPU was not resolved).
+        self.gpu_unavailable = gpu_unavailable
+        self.gpu: GpuSampler | None = None
+        if gpu_unavailable is None:
+            self.gpu = gpu_sampler or NvmlSampler(
+                period_s=period_s, indices=gpu_indices, uuids=gpu_uuids
+            )
         self.host = HostSampler(period_s=period_s)
 
     def __enter__(self) -> Telemetry:
         if self.enabled:
-            self.gpu.start()
-            self.host.start()
+            if self.gpu is not None:
+                self.gpu.start()
+            if self.host_sampling:
+                self.host.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
-            self.gpu.stop()
-            self.host.stop()
+            if self.gpu is not None:
+                self.gpu.stop()
+            if self.host_sampling:
+                self.host.stop()
 
     def node_samples(self) -> dict[str, Any] | None:
-        """This node's samples (None where this process did not sample)."""
+        """This process's samples (None where it did not sample); the name is historical:
+        with one GPU sampler per rank there is one such entry per rank."""
         if not self.enabled:
             return None
         return {
-            "gpu": self.gpu.samples(),
-            "gpu_unavailable": self.gpu.unavailable,
-            "host": self.host.samples(),
+            "gpu": self.gpu.samples() if self.gpu is not None else None,
+            "gpu_unavailable": self.gpu.unavailable
+            if self.gpu is not None
+            else self.gpu_unavailable,
+            "host": self.host.samples() if self.host_sampling else None,
         }
 
 
@@ -391,21 +446,37 @@ def combine(
 ) -> dict[str, Any]:
     """The result's `telemetry` section from every node's `node_samples()`."""
     sampled = [node for node in nodes if node is not None]
-    devices = [dev for node in sampled if node["gpu"] for dev in node["gpu"]["devices"]]
+    devices = _unique_devices(nodes)
     reasons = sorted({node["gpu_unavailable"] for node in sampled if node["gpu_unavailable"]})
     gpu = {"period_s": period_s, "devices": devices} if devices else None
     unavailable = None
     if gpu is None:
         unavailable = "; ".join(reasons) or "no process sampled the GPUs"
-    elif reasons:  # some nodes sampled, others could not: keep both, say which
-        unavailable = "on some nodes: " + "; ".join(reasons)
+    elif reasons:  # some ranks sampled, others could not: keep both, say which
+        unavailable = "on some ranks: " + "; ".join(reasons)
+    hosts = [node["host"] for node in sampled if node["host"] is not None]
     return {
         "gpu": gpu,
         "gpu_unavailable": unavailable,
-        "host": [node["host"] for node in sampled] or None,
+        "host": hosts or None,
         "measured_window_s": list(measured_window_s) if measured_window_s else None,
-        "summary": summarise(devices, [node["host"] for node in sampled], measured_window_s),
+        "summary": summarise(devices, hosts, measured_window_s),
     }
+
+
+def _unique_devices(nodes: Sequence[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """One entry per (host, uuid), in rank order, with the ranks that sampled that GPU
+    (`nodes` in rank order: two ranks on one GPU share it)."""
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    for rank, node in enumerate(nodes):
+        if node is None or not node["gpu"]:
+            continue
+        for device in node["gpu"]["devices"]:
+            key = (device["host"], device["uuid"])
+            if key not in by_key:
+                by_key[key] = {**device, "ranks": []}
+            by_key[key]["ranks"].append(rank)
+    return list(by_key.values())
 
 
 def summarise(
@@ -419,6 +490,7 @@ def summarise(
         entry: dict[str, Any] = {
             "host": device["host"],
             "index": device["index"],
+            "uuid": device.get("uuid"),
             "name": device["name"],
         }
         for name in GPU_SERIES:

@@ -118,6 +118,7 @@ def throughput_section(
         return None
     images_per_sec = ranks * batch_per_rank * steps / max(measured)
     pooled = [value for rank in per_rank for value in rank["step_s"]]
+    windows = window_rates(per_rank, batch_per_rank=batch_per_rank)
     return {
         "unit": "images/s",
         "images_per_sec": images_per_sec,
@@ -127,7 +128,42 @@ def throughput_section(
         "step_p90_s": percentile(pooled, 0.90),
         "step_p99_s": percentile(pooled, 0.99),
         "step_mean_s": sum(pooled) / len(pooled),
+        # Consecutive measurement windows of the measured steps, each's images/s: their
+        # spread gives the figure's interval (reports.stats) from one job.
+        "window_images_per_sec": windows,
+        "window_steps": steps // len(windows) if windows else None,
     }
+
+
+MAX_WINDOWS = 10
+
+
+def window_count(steps: int) -> int:
+    """Windows for `steps` measured steps: about sqrt(steps), 2..MAX_WINDOWS, >= 2 steps
+    each; 0 (no windows) below 4 steps."""
+    if steps < 4:
+        return 0
+    return max(2, min(MAX_WINDOWS, math.isqrt(steps), steps // 2))
+
+
+def window_rates(per_rank: Sequence[dict[str, Any]], *, batch_per_rank: int) -> list[float]:
+    """images/s of each of `window_count` equal windows of consecutive measured steps, the
+    earliest remainder left out (furthest from warm-up last); a window lasts as long as
+    its slowest rank."""
+    steps = min(len(rank["step_s"]) for rank in per_rank) if per_rank else 0
+    count = window_count(steps)
+    if count == 0:
+        return []
+    size = steps // count
+    first = steps - size * count
+    rates = []
+    for window in range(count):
+        start = first + window * size
+        seconds = max(sum(rank["step_s"][start : start + size]) for rank in per_rank)
+        if seconds <= 0:
+            return []
+        rates.append(len(per_rank) * batch_per_rank * size / seconds)
+    return rates
 
 
 def measured_window(per_rank: Sequence[dict[str, Any]]) -> tuple[float, float] | None:

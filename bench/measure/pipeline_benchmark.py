@@ -2,12 +2,15 @@
 
 For full-size PNG files (the NIH layout), a lossless TFRecord conversion of them, and
 256-px TFRecords in png, jpeg and raw uint8, it measures the naive and the tuned training
-pipeline with the pipeline-only probe, and the bare-decoder ceiling (PIL, one process per
-core) on the same images, then prints one table. Each figure is measured for at least
---seconds. A last column shows the tuned pipeline when it also does the model's input
-step on the host (float32, 3 channels, normalised): what the harness saves by leaving that
-to the device. All ratios come from one run; it asserts nothing. The synthetic data set
-and its conversions are kept in --work-dir and reused.
+pipeline with the pipeline-only probe, and the pipeline bound (bench.measure.bound: the
+unavoidable per-image work, each stage timed single-threaded with the fastest
+implementation here, scaled by the cores) on the same images, then prints one table with
+the per-stage CPU cost per image and the targets (tuned / bound <= 1.05 everywhere, >= 0.85
+for the decoding formats, >= 0.5 for raw uint8 records). Each probe lasts at least
+--seconds; rounds interleave bound, naive and tuned. A last column shows the tuned pipeline
+when it also does the model's input step on the host (float32, 3 channels, normalised). It
+asserts nothing; `--json FILE` writes every figure. The synthetic data set and its
+conversions are kept in --work-dir and reused.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +35,8 @@ from bench.input.pipelines import (
     tfrecord_source,
 )
 from bench.input.preprocess import to_model_input
-from bench.measure.probe import decoder_ceiling, probe
+from bench.measure.bound import STAGES, StageTimes, bound_figures, cores, time_stages
+from bench.measure.probe import probe
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ class Format:
     encoding: str | None = None
     resize: int | None = None
 
+    @property
+    def target(self) -> float:
+        """The least tuned / bound to aim for: raw uint8 decodes nothing, so tf.data's own
+        per-element cost dominates there."""
+        return RAW_TARGET if self.encoding == "raw" else DECODING_TARGET
+
 
 FORMATS = (
     Format("raw PNG files"),
@@ -52,6 +61,9 @@ FORMATS = (
     Format("TFRecord jpeg 256px", "jpeg", 256),
     Format("TFRecord raw uint8 256px", "raw", 256),
 )
+DECODING_TARGET = 0.85
+RAW_TARGET = 0.5
+BOUND_SLACK = 1.05  # tuned / bound above this: the bound is wrong
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,10 +82,10 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--warmup-batches", type=int, default=3)
     result.add_argument("--rounds", type=int, default=3, help="interleaved repeats; best shown")
     result.add_argument(
-        "--processes",
+        "--cores",
         type=int,
-        default=os.cpu_count() or 1,
-        help="bare-decoder processes (default: one per core)",
+        default=cores(),
+        help="cores the bound scales to (default: those this process may use)",
     )
     result.add_argument("--json", type=Path, help="also write every figure to this file")
     return result
@@ -82,18 +94,41 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     sources = prepare(args)
-    rows, details = [], []
+    rows, stage_rows, details = [], [], []
+    load_before = os.getloadavg()
     for fmt, source in sources:
         print(f"measuring {fmt.name} ...", file=sys.stderr, flush=True)
         figures = measure(source, args)
-        details.append({"format": fmt.name, "dataset": source.description, **figures})
-        rows.append(_row(fmt, figures))
+        summary = summarise(fmt, figures, args)
+        details.append({**summary, "dataset": source.description, "rounds": figures})
+        rows.append(_row(summary))
+        stage_rows.append(_stage_row(summary))
+    load_after = os.getloadavg()
     print(machine_line(args))
+    print(f"load average (1, 5, 15 min): before {_load(load_before)}, after {_load(load_after)}")
     print(tabulate(rows, headers=HEADERS, tablefmt="github", floatfmt=".2f"))
+    print()
+    print(
+        "CPU ms per image of each stage, fastest implementation; the bound counts flip at "
+        "half (half the images are mirrored) and leaves batch out:"
+    )
+    print(tabulate(stage_rows, headers=STAGE_HEADERS, tablefmt="github", floatfmt=".3f"))
+    print()
+    for summary in details:
+        names = ", ".join(f"{k}: {v}" for k, v in summary["stage_implementation"].items())
+        print(f"{summary['format']}: {names}")
     if args.json:
-        args.json.write_text(
-            json.dumps({"machine": machine_line(args), "rows": details}, indent=2) + "\n"
-        )
+        document = {
+            "machine": machine_line(args),
+            "load_average": {"before": load_before, "after": load_after},
+            "targets": {
+                "tuned_over_bound_max": BOUND_SLACK,
+                "decoding_min": DECODING_TARGET,
+                "raw_uint8_min": RAW_TARGET,
+            },
+            "rows": details,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 
@@ -101,13 +136,17 @@ HEADERS = [
     "format",
     "naive img/s",
     "tuned img/s",
-    "ceiling img/s",
-    "tuned / ceiling",
+    "bound img/s",
+    "tuned / bound",
     "(rounds)",
-    "naive / ceiling",
+    "target",
+    "met",
+    "naive / bound",
     "tuned first batch s",
     "tuned, normalised on host img/s",
+    "bound CPU / tuned CPU per image",
 ]
+STAGE_HEADERS = ["format", *STAGES, "bound CPU ms/image"]
 KINDS = ("naive", "tuned", "tuned+host")
 
 
@@ -143,22 +182,16 @@ def prepare(args: argparse.Namespace) -> list[tuple[Format, Source]]:
 
 
 def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
-    """`rounds` rounds of ceiling, naive, tuned, interleaved so that load from other work on
-    the machine hits all three alike; every round is kept, the table shows the best.
+    """`rounds` rounds of bound stages, naive, tuned, interleaved so that load from other
+    work on the machine hits all alike; every round is kept.
 
-    The ceiling goes first: its warm-up pass also warms the page cache for the pipelines.
+    The bound's stage timing goes first: its warm-up also warms the page cache.
     """
-    figures: dict[str, Any] = {"ceiling": [], **{kind: [] for kind in KINDS}}
+    figures: dict[str, Any] = {"stage_times": StageTimes(), **{kind: [] for kind in KINDS}}
     for round_index in range(args.rounds):
-        figures["ceiling"].append(
-            decoder_ceiling(
-                source,
-                processes=args.processes,
-                image_size=args.image_size,
-                seconds=args.seconds,
-            )
-        )
-        _progress(round_index, "ceiling", figures["ceiling"][-1]["images_per_sec"])
+        time_stages(source, image_size=args.image_size, times=figures["stage_times"])
+        bound = bound_figures(figures["stage_times"], core_count=args.cores)
+        _progress(round_index, "bound so far", bound["bound_images_per_sec"])
         for kind in KINDS:
             result = probe(
                 _dataset(source, kind, args),
@@ -200,32 +233,80 @@ def _best(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return max(samples, key=lambda sample: sample["images_per_sec"] or 0.0)
 
 
-def _row(fmt: Format, figures: dict[str, Any]) -> list[Any]:
-    """Rates: each kind's best round. Ratios: the median over rounds of the ratio within
-    a round (measured back to back, so a slow spell on the machine hits both sides)."""
-    tuned_ratios = _round_ratios(figures["tuned"], figures["ceiling"])
+def summarise(fmt: Format, figures: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """One format's figures: each pipeline's best round (the least disturbed), the bound
+    from the least disturbed stage timings, and their ratios."""
+    bound = bound_figures(figures.pop("stage_times"), core_count=args.cores)
+    bound_rate = bound["bound_images_per_sec"]
+    naive = _best(figures["naive"])["images_per_sec"]
+    tuned = _best(figures["tuned"])["images_per_sec"]
+    return {
+        "format": fmt.name,
+        "naive_images_per_sec": naive,
+        "tuned_images_per_sec": tuned,
+        "tuned_host_normalised_images_per_sec": _best(figures["tuned+host"])["images_per_sec"],
+        "tuned_first_batch_s": _best(figures["tuned"])["time_to_first_batch_s"],
+        **bound,
+        "tuned_over_bound": _ratio(tuned, bound_rate),
+        # Load-independent: the bound's CPU per image over what the tuned pipeline spent
+        # per image (this process's CPU over the probe's window); at most 1 for a bound.
+        "tuned_cpu_s_per_image": _cpu_per_image(_best(figures["tuned"])),
+        "bound_over_tuned_cpu": _ratio(
+            bound["bound_cpu_s_per_image"], _cpu_per_image(_best(figures["tuned"]))
+        ),
+        "naive_over_bound": _ratio(naive, bound_rate),
+        "tuned_over_bound_rounds": [
+            _ratio(round_["images_per_sec"], bound_rate) for round_ in figures["tuned"]
+        ],
+        "target_tuned_over_bound": fmt.target,
+    }
+
+
+def _row(summary: dict[str, Any]) -> list[Any]:
+    ratio = summary["tuned_over_bound"]
+    target = summary["target_tuned_over_bound"]
+    if ratio is None:
+        met = "n/a"
+    elif ratio > BOUND_SLACK:
+        met = "BOUND WRONG"
+    else:
+        met = "yes" if ratio >= target else "no"
+    rounds = " ".join(
+        "n/a" if r is None else f"{r:.2f}" for r in summary["tuned_over_bound_rounds"]
+    )
     return [
-        fmt.name,
-        _best(figures["naive"])["images_per_sec"],
-        _best(figures["tuned"])["images_per_sec"],
-        _best(figures["ceiling"])["images_per_sec"],
-        statistics.median(tuned_ratios) if tuned_ratios else None,
-        " ".join(f"{ratio:.2f}" for ratio in tuned_ratios),
-        _median_ratio(figures["naive"], figures["ceiling"]),
-        _best(figures["tuned"])["time_to_first_batch_s"],
-        _best(figures["tuned+host"])["images_per_sec"],
+        summary["format"],
+        summary["naive_images_per_sec"],
+        summary["tuned_images_per_sec"],
+        summary["bound_images_per_sec"],
+        ratio,
+        rounds,
+        f">= {target:.2f}, <= {BOUND_SLACK:.2f}",
+        met,
+        summary["naive_over_bound"],
+        summary["tuned_first_batch_s"],
+        summary["tuned_host_normalised_images_per_sec"],
+        summary["bound_over_tuned_cpu"],
     ]
 
 
-def _round_ratios(values: list[dict[str, Any]], references: list[dict[str, Any]]) -> list[float]:
-    pairs = zip(values, references, strict=True)
-    ratios = [_ratio(value["images_per_sec"], ref["images_per_sec"]) for value, ref in pairs]
-    return [ratio for ratio in ratios if ratio is not None]
+def _stage_row(summary: dict[str, Any]) -> list[Any]:
+    costs = summary["stage_cpu_s_per_image"]
+    return [
+        summary["format"],
+        *(costs[stage] * 1000 for stage in STAGES),
+        summary["bound_cpu_s_per_image"] * 1000,
+    ]
 
 
-def _median_ratio(values: list[dict[str, Any]], references: list[dict[str, Any]]) -> float | None:
-    ratios = _round_ratios(values, references)
-    return statistics.median(ratios) if ratios else None
+def _cpu_per_image(probed: dict[str, Any]) -> float | None:
+    """CPU seconds this process spent per image in a probe's measured window."""
+    cpu_pct, rate = probed.get("process_cpu_pct"), probed.get("images_per_sec")
+    return (cpu_pct / 100.0) / rate if cpu_pct and rate else None
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in load)
 
 
 def _ratio(value: float | None, reference: float | None) -> float | None:
@@ -240,8 +321,8 @@ def machine_line(args: argparse.Namespace) -> str:
         f"TensorFlow {tf.__version__}; {args.images} synthetic {args.source_size}px images "
         f"(train split), model input {args.image_size}px, batch {args.batch_size}, "
         f"at least {args.batches} batches and {args.seconds:g} s after {args.warmup_batches} "
-        f"warm-up batches, best of {args.rounds} interleaved rounds; ceiling: "
-        f"{args.processes} PIL processes for {args.seconds:g} s"
+        f"warm-up batches, best of {args.rounds} interleaved rounds; bound: fastest "
+        f"single-threaded stage costs x {args.cores} cores"
     )
 
 

@@ -4,10 +4,9 @@
 report needs to judge the figure: the first batch (iterator start-up) and the warm-up
 batches, excluded from the rate but kept; every measured batch's time; the images per
 second over the measured window; latency percentiles; host CPU use of this process and
-of the whole machine. `decoder_ceiling` (bench.measure.ceiling) is the reference to put beside it.
+of the whole machine. The pipeline bound (bench.measure.bound) is the reference to put beside it.
 
-TensorFlow is not imported here: probe() only iterates, and the ceiling's worker processes
-import this package without paying for TensorFlow.
+TensorFlow is not imported here: probe() only iterates.
 """
 
 from __future__ import annotations
@@ -21,9 +20,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench.measure.ceiling import decoder_ceiling
-
-__all__ = ["ProbeResult", "decoder_ceiling", "probe"]
+__all__ = ["ProbeResult", "probe"]
 
 
 @dataclass(frozen=True, kw_only=True)

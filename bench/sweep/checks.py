@@ -10,7 +10,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 
-from bench.sweep import launchers
+from bench.sweep import launchers, slurm
 from bench.sweep.plan import Cell, needs_records
 from bench.sweep.schema import Sweep, suggest
 
@@ -100,6 +100,10 @@ def _launcher_problems(sweep: Sweep, environ: Mapping[str, str], dry_run: bool) 
         ]
     if spec.kind in ("mpirun", "srun") and not dry_run and shutil.which(spec.kind) is None:
         return [f"{where}: {spec.kind} is not on PATH"]
+    if spec.kind == "srun" and not dry_run:
+        problem = slurm.mpi_problem(spec.mpi, environ=environ)
+        if problem:
+            return [f"{sweep.where(('launcher', 'mpi'))}: {problem}"]
     if spec.hostfile is not None and not spec.hostfile.is_file():
         return [f"{sweep.where(('launcher', 'hostfile'))}: {spec.hostfile} does not exist"]
     return []

@@ -5,6 +5,7 @@
     python -m bench.sweep SWEEP --dry-run         # the plan and every command, nothing run
     python -m bench.sweep SWEEP --resume          # only cells/repeats without an ok result
     python -m bench.sweep SWEEP --only '*resnet50*' --gpus 1
+    python -m bench.sweep SWEEP --submit          # as a Slurm batch job (bench/sweep/submit.py)
 
 Exit codes: 0 every cell ok, 1 some cell failed or timed out (or data preparation failed),
 2 bad sweep file or usage, 130 interrupted (Ctrl-C or SIGTERM; finished results kept).
@@ -39,6 +40,7 @@ class SweepOptions:
     report: bool = True
     data_cache: Path | None = None
     progress: bool = True
+    submit: bool = False
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SweepOptions:
@@ -101,7 +103,15 @@ def parse_args(argv: Sequence[str] | None = None) -> SweepOptions:
         "(default $CHEXBENCH_DATA or <repo>/data)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--submit",
+        action="store_true",
+        help="write an sbatch script for the selected cells and submit it; the job runs "
+        "this sweep with --resume inside the allocation",
+    )
     args = parser.parse_args(argv)
+    if args.submit and args.dry_run:
+        parser.error("--submit and --dry-run exclude each other")
     filters = {name: tuple(getattr(args, name)) for name in FILTERS if getattr(args, name)}
     return SweepOptions(
         sweep_file=args.sweep_file,
@@ -114,4 +124,5 @@ def parse_args(argv: Sequence[str] | None = None) -> SweepOptions:
         report=not args.no_report,
         data_cache=args.data_cache,
         progress=not args.no_progress,
+        submit=args.submit,
     )

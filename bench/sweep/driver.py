@@ -13,7 +13,9 @@ from __future__ import annotations
 import fnmatch
 import os
 import shlex
+import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +32,7 @@ from bench.sweep.load import load_sweep
 from bench.sweep.lock import LockHeld, sweep_lock
 from bench.sweep.plan import Cell, needs_records, plan
 from bench.sweep.schema import Sweep, SweepError
+from bench.sweep.submit import submit_sweep
 from converters.manifest import write_text_atomic
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -57,11 +60,14 @@ def run(
             data_cache=options.data_cache,
         )
         cells = plan(sweep, results_dir=options.results.absolute())
-        problems = check(sweep, cells, environ=environ, dry_run=options.dry_run)
+        # A submission is checked like a dry run: the allocation does not exist yet.
+        outside = options.dry_run or options.submit
+        problems = check(sweep, cells, environ=environ, dry_run=outside)
         if problems:
             raise SweepError(problems)
     except SweepError as error:
-        print(f"error: {error}", file=err)
+        problems = error.problems + _partial_problems(error.partial, options, environ)
+        print(f"error: {SweepError(list(dict.fromkeys(problems)))}", file=err)
         return EXIT_USAGE
     selected = select(cells, options)
     if not selected:
@@ -72,6 +78,8 @@ def run(
     if options.dry_run:
         print_plan(sweep, selected, sweep_dir, job_env, out)
         return EXIT_OK
+    if options.submit:
+        return _submit(sweep, selected, sweep_dir, options, out, err)
     if not options.resume and results.find_results(sweep_dir):
         print(
             f"error: {sweep_dir} already holds results; add --resume to run what is "
@@ -102,6 +110,33 @@ def run(
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _submit(
+    sweep: Sweep,
+    selected: Sequence[Cell],
+    sweep_dir: Path,
+    options: SweepOptions,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    if shutil.which("sbatch") is None:
+        print("error: --submit needs sbatch (Slurm's client) on PATH", file=err)
+        return EXIT_USAGE
+    try:
+        submit_sweep(
+            sweep_name=sweep.name,
+            cells=selected,
+            gpus_per_task=sweep.launcher.gpus_per_task,
+            spec=sweep.slurm,
+            options=options,
+            sweep_dir=sweep_dir,
+            out=out,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        print(f"error: {error}", file=err)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def select(cells: Sequence[Cell], options: SweepOptions) -> list[Cell]:
     """The cells `--only` and the filters let through (all of them when none is given)."""
     chosen = []
@@ -121,6 +156,21 @@ def _shown(cell: Cell, name: str) -> str:
     if cell.settings["mode"] == "synthetic" and name in ("data_format", "pipeline"):
         return "-"
     return str(cell.settings[name])
+
+
+def _partial_problems(
+    partial: Sweep | None, options: SweepOptions, environ: Mapping[str, str]
+) -> list[str]:
+    """The plan-level problems (conversions, capacity, data) of a sweep file that also has
+    schema problems, from its valid settings: one run lists every problem found."""
+    if partial is None:
+        return []
+    try:
+        cells = plan(partial, results_dir=options.results.absolute())
+        outside = options.dry_run or options.submit
+        return check(partial, cells, environ=environ, dry_run=outside)
+    except (SweepError, ValueError, TypeError, KeyError):
+        return []  # what is left does not plan: the schema problems say why
 
 
 def print_plan(

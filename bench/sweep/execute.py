@@ -38,6 +38,9 @@ from converters.children import die_with_parent
 
 LOG_TAIL_CHARS = 4000
 WATCH_PERIOD_S = 0.5  # how often a job's input-service pool is checked
+EARLIER_ERROR_LINES = 8
+_LOG_SCAN_BYTES = 8 << 20  # error lines are looked for in the log's last 8 MB
+_LINE_CHARS = 400
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -295,12 +298,26 @@ def write_failure(
 
 
 def log_tail(path: Path, limit: int = LOG_TAIL_CHARS) -> str:
+    """The log's last `limit` bytes; where the log is longer, the error lines from before
+    them first (up to EARLIER_ERROR_LINES, then "..."): a rank's own error line must not be
+    cut off by the launcher's traceback that follows it."""
     try:
         with path.open("rb") as stream:
-            stream.seek(max(0, path.stat().st_size - limit))
-            return stream.read().decode("utf-8", errors="replace")
+            stream.seek(max(0, path.stat().st_size - _LOG_SCAN_BYTES))
+            data = stream.read()
     except OSError:
         return ""
+    tail = data[-limit:].decode("utf-8", errors="replace")
+    if len(data) <= limit:
+        return tail
+    earlier: list[str] = []
+    for line in data[:-limit].decode("utf-8", errors="replace").splitlines():
+        explains = results.ERROR_LINE.search(line) and not results.TRACEBACK_FRAME.match(line)
+        if explains and line not in earlier:
+            earlier.append(line[:_LINE_CHARS])
+    if not earlier:
+        return tail
+    return "\n".join([*earlier[-EARLIER_ERROR_LINES:], "..."]) + "\n" + tail
 
 
 def repeat_statuses(directory: Path) -> dict[int, tuple[str, Path]]:

@@ -1,5 +1,6 @@
 """Cells -> jobs: one job per cell and repeat (only the missing ones with --resume), run
-in order. A job's process is the business of `bench.sweep.execute`.
+in order, repeats interleaved across cells. A job's process is the business of
+`bench.sweep.execute`.
 """
 
 from __future__ import annotations
@@ -28,32 +29,41 @@ class PlannedJob:
     cell_ref: Cell
 
 
+# How repeats are ordered: "interleaved" = round-robin over cells (see pending_jobs);
+# summary.json records it.
+REPEAT_ORDER = "interleaved"
+
+
 def pending_jobs(
     cells: Sequence[Cell], sweep_dir: Path, *, resume: bool, env: Mapping[str, str]
 ) -> list[PlannedJob]:
-    """One job per cell and repeat; with `resume`, only repeats without an ok result."""
+    """One job per cell and repeat; with `resume`, only repeats without an ok result.
+
+    Repeats are interleaved (REPEAT_ORDER): repeat 0 of every cell, then repeat 1 of every
+    cell, ... (A B A B), so that slow drift of a shared machine hits compared cells alike
+    instead of all of one cell's repeats.
+    """
     jobs = []
-    for cell in cells:
-        directory = sweep_dir / cell.folder
-        done = repeat_statuses(directory) if resume else {}
-        for repeat in range(cell.repeats):
-            if done.get(repeat, ("",))[0] == "ok":
-                continue
-            job = Job(
-                cell_id=cell.id,
-                slug=cell.slug,
-                repeat=repeat,
-                directory=directory,
-                argv=tuple(launchers.command(cell, repeat, environ=env)),
-                timeout_s=cell.timeout_s,
-                kill_grace_s=cell.launcher.kill_grace_s,
-                env=env,
-                cell=result_cell(cell),
-                sweep=cell.config.sweep,
-                config=config_dict(cell.config.replace(repeat=repeat)),
-                service=service_config(cell, directory / f"service-r{repeat}", env),
-            )
-            jobs.append(PlannedJob(job, cell))
+    done = {cell.id: repeat_statuses(sweep_dir / cell.folder) if resume else {} for cell in cells}
+    rounds = max((cell.repeats for cell in cells), default=0)
+    for repeat, cell in ((r, c) for r in range(rounds) for c in cells):
+        if repeat >= cell.repeats or done[cell.id].get(repeat, ("",))[0] == "ok":
+            continue
+        job = Job(
+            cell_id=cell.id,
+            slug=cell.slug,
+            repeat=repeat,
+            directory=sweep_dir / cell.folder,
+            argv=tuple(launchers.command(cell, repeat, environ=env)),
+            timeout_s=cell.timeout_s,
+            kill_grace_s=cell.launcher.kill_grace_s,
+            env=env,
+            cell=result_cell(cell),
+            sweep=cell.config.sweep,
+            config=config_dict(cell.config.replace(repeat=repeat)),
+            service=service_config(cell, sweep_dir / cell.folder / f"service-r{repeat}", env),
+        )
+        jobs.append(PlannedJob(job, cell))
     return jobs
 
 

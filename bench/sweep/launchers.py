@@ -6,7 +6,8 @@ the launcher the sweep names:
 - `local`: the bare worker argv, one process (Horovod's engine falls back to "single").
 - `horovodrun`: `-np N -H host:slots,... --gloo|--mpi`, the venv's horovodrun.
 - `mpirun` (OpenMPI): `-np N --host ...|--hostfile F`, `-x VAR` forwarding, no binding.
-- `srun` (Slurm, inside an allocation): `--ntasks N --nodes M --gpus-per-task 1 ...`.
+- `srun` (Slurm, inside an allocation): `--ntasks N --nodes M --mpi=pmix --gpus-per-task 1
+  ...`: Horovod's ranks meet through MPI by Slurm's PMIx plugin (docs/run.md, "Slurm").
 
 The worker argv always comes last and intact: no element is ever parsed by a shell.
 """
@@ -164,6 +165,8 @@ def _srun(spec: LauncherSpec, processes: int, nodes: int) -> list[str]:
         "--kill-on-bad-exit=1",
         "--export=ALL",
     ]
+    if spec.mpi:
+        argv.append(f"--mpi={spec.mpi}")
     if spec.gpus_per_task:
         argv += ["--gpus-per-task", str(spec.gpus_per_task)]
     return argv + list(spec.extra_args)

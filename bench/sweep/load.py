@@ -51,8 +51,7 @@ def parse_sweep(
     reader = Reader(source, locations, problems)
     sweep = reader.sweep(document, _data_cache(data_cache, environ))
     if problems:
-        raise SweepError(problems)
-    assert sweep is not None
+        raise SweepError(problems, partial=sweep)
     return sweep
 
 
@@ -61,7 +60,7 @@ def default_data_cache(environ: Mapping[str, str] | None = None) -> Path:
     environ = os.environ if environ is None else environ
     if environ.get("CHEXBENCH_DATA"):
         return Path(environ["CHEXBENCH_DATA"]).absolute()
-    return Path(__file__).resolve().parent.parent / "data"
+    return Path(__file__).resolve().parents[2] / "data"
 
 
 def _data_cache(data_cache: Path | None, environ: Mapping[str, str]) -> Path:

@@ -10,6 +10,8 @@ The hash covers the source folder and every option that changes the records, so 
 option converts into a new folder and never mixes with old shards. A conversion is reused
 when its manifest exists and agrees with the sweep's options; each sweep records the cost in
 `<sweep results>/conversions/<name>.json` (the report's "pays for itself after N epochs").
+Preparing either is exclusive (a lock file beside the folder naming host and pid): a second
+sweep waits, saying for whom, then reuses what the first one made.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, TextIO
 from bench.contract.results import utc_now, write_json_atomic
 from bench.sweep.plan import Cell, needs_records
 from bench.sweep.schema import ConversionSpec, Sweep
+from converters.lock import exclusive
 
 CONVERSION_SCHEMA_VERSION = 1
 DATA = "the data set"  # the failure key of base.synthetic's generation
@@ -41,17 +44,19 @@ def ensure_synthetic(sweep: Sweep, *, progress: bool = True) -> Path:
         raise PrepareError(f"{sweep.source}: the sweep has no base.synthetic data set")
     folder = sweep.data_cache / spec.folder_name()
     try:
-        # overwrite: only this generator writes into the cache folder; a half-made set from
-        # an interrupted run is replaced.
-        return generate(
-            folder,
-            images=spec.images,
-            size=spec.size,
-            seed=spec.seed,
-            layout=spec.layout,
-            progress=progress,
-            overwrite=True,
-        )
+        # One preparer at a time (sweeps share the cache): a second waits, then finds the set
+        # complete and reuses it. overwrite: only this generator writes into the cache folder;
+        # a half-made set from an interrupted run is replaced.
+        with exclusive(_lock_path(folder), what=f"the synthetic data set {folder}"):
+            return generate(
+                folder,
+                images=spec.images,
+                size=spec.size,
+                seed=spec.seed,
+                layout=spec.layout,
+                progress=progress,
+                overwrite=True,
+            )
     except (OSError, ValueError) as error:
         raise PrepareError(f"{folder}: cannot generate the synthetic data set: {error}") from error
 
@@ -66,7 +71,9 @@ def ensure_conversion(
     if source is None:
         raise PrepareError(f"conversions.{name}: needs base.data_dir or base.synthetic")
     record_path = sweep_dir / "conversions" / f"{name}.json"
-    manifest, reused = _reuse_or_convert(spec, source, out, progress=progress)
+    # Exclusive across sweeps, so that "reused" is true for every sweep but the one that paid.
+    with exclusive(_lock_path(out), what=f"conversion {name} in {out}"):
+        manifest, reused = _reuse_or_convert(spec, source, out, progress=progress)
     record = conversion_record(name, manifest, reused=reused)
     previous = _read_record(record_path)
     # A resumed sweep keeps the record of the conversion it paid for itself.
@@ -74,6 +81,11 @@ def ensure_conversion(
         write_json_atomic(record_path, record)
         return record
     return previous
+
+
+def _lock_path(folder: Path) -> Path:
+    """Beside the folder, not in it: the converter holds its own lock inside OUT."""
+    return folder.with_name(f".{folder.name}.lock")
 
 
 def _reuse_or_convert(

@@ -3,7 +3,7 @@
 A sweep file (YAML) has these top-level keys (see docs/sweeps.md for the reference):
 
     name, description, base, axes, include, exclude, conversions, launcher, timeout_s,
-    repeats, worker, input_service, demand
+    repeats, worker, fit_target_auc, input_service, demand
 
 `base` holds settings for every cell: any RunConfig field, `gpus`, `nodes`, `conversion`,
 and the data: `data_dir` (a ChestX-ray14 folder) or `synthetic: {images, size, seed}`.
@@ -11,6 +11,9 @@ and the data: `data_dir` (a ChestX-ray14 folder) or `synthetic: {images, size, s
 entries (partial cells, a list value matching any of its items) remove matching cells of
 the product; each `include` entry adds an extra sub-grid: its own values fixed, every axis
 it does not name expanded as usual. Included cells are not subject to `exclude`.
+`fit_target_auc` (a mean validation AUC in (0, 1]) is the quality target the report's time
+to accuracy reads from the sweep.yaml a sweep leaves; it is no cell setting (a new target
+reruns nothing) and does not stop training.
 
 Stages that use it, in order: `bench.sweep.load` (YAML with line numbers, overrides,
 `${VAR}`), `bench.sweep.validate` (every problem at once, each naming file, line and key),
@@ -26,7 +29,7 @@ import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,8 @@ TOP_KEYS = (
     "timeout_s",
     "repeats",
     "worker",
+    "slurm",
+    "fit_target_auc",
     "input_service",
     "demand",
 )
@@ -126,8 +131,10 @@ LAUNCHER_KEYS = (
     "forward",
     "mca",
     "gpus_per_task",
+    "mpi",
     "kill_grace_s",
 )
+SLURM_KEYS = ("time_limit", "partition", "account", "qos", "job_name", "directives")
 INPUT_SERVICE_KEYS = ("hosts", "dispatcher_host", "base_port", "start_timeout_s", "remote_command")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -139,8 +146,10 @@ KeyPath = tuple[str | int, ...]
 class SweepError(ValueError):
     """Every problem found in a sweep file, each naming the file, line and key."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], *, partial: Sweep | None = None) -> None:
         self.problems = list(problems)
+        # The valid part of a sweep file with schema problems: still planned and checked.
+        self.partial = partial
         count = len(self.problems)
         super().__init__(
             f"{count} problem{'s' if count != 1 else ''} in the sweep:\n  "
@@ -185,8 +194,23 @@ class LauncherSpec:
     forward: tuple[str, ...] = DEFAULT_FORWARD
     mca: tuple[tuple[str, str], ...] = DEFAULT_MCA
     gpus_per_task: int | None = 1
+    # srun --mpi=...: how Horovod's ranks meet under srun (MPI through Slurm's PMIx plugin
+    # with Debian's OpenMPI; docs/run.md, "Slurm"). None: srun's default.
+    mpi: str | None = "pmix"
     # Seconds given to the job between SIGTERM and SIGKILL.
     kill_grace_s: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSpec:
+    """The `slurm:` section of a sweep file: how `--submit` asks for the allocation."""
+
+    time_limit_min: int | None = None  # None: the cells' time-outs plus a margin
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    job_name: str | None = None  # default chexbench-<sweep name>
+    directives: tuple[str, ...] = ()  # more sbatch options, e.g. "--constraint=h100"
 
 
 def default_worker() -> tuple[str, ...]:
@@ -275,6 +299,8 @@ class Sweep:
     worker: tuple[str, ...]
     data_cache: Path
     locations: Mapping[KeyPath, str]
+    slurm: BatchSpec = field(default_factory=BatchSpec)
+    fit_target_auc: float | None = None  # the report's quality target, no cell setting
     input_service: InputServiceSpec = dataclasses.field(default_factory=InputServiceSpec)
     # Reference rates (images/s one GPU consumes) for the report's capacity section.
     demand: Mapping[str, float] = dataclasses.field(default_factory=dict)

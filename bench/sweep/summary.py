@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from bench.contract import results
 from bench.sweep.execute import repeat_statuses
-from bench.sweep.jobs import result_cell
+from bench.sweep.jobs import REPEAT_ORDER, result_cell
 from bench.sweep.plan import Cell
 
 
@@ -33,6 +33,7 @@ def summarise(
         "started_at": started_at,
         "finished_at": results.utc_now(),
         "interrupted": interrupted,
+        "repeat_order": REPEAT_ORDER,
         "counts": counts,
         "cells": entries,
     }

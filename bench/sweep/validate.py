@@ -23,8 +23,10 @@ from bench.sweep.schema import (
     LAUNCHER_KINDS,
     MINIMUM,
     NAME_PATTERN,
+    SLURM_KEYS,
     SYNTHETIC_KEYS,
     TOP_KEYS,
+    BatchSpec,
     ConversionSpec,
     InputServiceSpec,
     KeyPath,
@@ -36,6 +38,7 @@ from bench.sweep.schema import (
     parse_host,
     suggest,
 )
+from bench.sweep.slurm import parse_time_limit
 from converters.features import COMPRESSIONS, ENCODINGS
 
 
@@ -65,7 +68,9 @@ class Reader:
             if key not in allowed:
                 self.problem((*path, key), f"unknown key{suggest(str(key), allowed)}")
 
-    def sweep(self, document: dict[str, Any], data_cache: Path) -> Sweep | None:
+    def sweep(self, document: dict[str, Any], data_cache: Path) -> Sweep:
+        """The sweep as read; where problems were found (self.problems), a partial one made
+        of the valid settings, for the checks that need a plan."""
         self.unknown_keys(document, TOP_KEYS, ())
         name = document.get("name")
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
@@ -76,7 +81,9 @@ class Reader:
             self.problem(("base", "synthetic"), "give either data_dir or synthetic, not both")
         if base.get("data_dir") is not None and isinstance(base["data_dir"], str):
             base["data_dir"] = str(Path(base["data_dir"]).expanduser().absolute())
-        self.cell_values(base, ("base",), allow_lists=False)
+        # Only the valid settings: with problems, the sweep is still planned and checked
+        # (capacity, conversions, data) so that one run reports every problem.
+        base = {key: values[0] for key, values in self.cell_values(base, ("base",), False).items()}
         axes = {
             key: tuple(values)
             for key, values in self.cell_values(
@@ -90,12 +97,14 @@ class Reader:
         timeout_s = self.number(document, "timeout_s", 3600.0, minimum=1)
         repeats = int(self.number(document, "repeats", 1, minimum=1, integer=True))
         worker = self.worker(document.get("worker"))
+        batch = self.slurm(self.mapping(document, "slurm"))
+        fit_target_auc = self.target(document.get("fit_target_auc"))
         input_service = self.input_service(self.mapping(document, "input_service"))
         demand = self.demand(self.mapping(document, "demand"))
         if self.problems:
             return None
         return Sweep(
-            name=name,
+            name=name if isinstance(name, str) else "unnamed",
             source=self.source,
             document=document,
             base=base,
@@ -110,6 +119,8 @@ class Reader:
             worker=worker,
             data_cache=data_cache,
             locations=dict(self.locations),
+            slurm=batch,
+            fit_target_auc=fit_target_auc,
             input_service=input_service,
             demand=demand,
         )
@@ -135,12 +146,16 @@ class Reader:
             items = value if allow_lists and isinstance(value, list) else [value]
             if allow_lists and isinstance(value, list) and not value:
                 self.problem((*path, key), "an empty list gives no cells")
+            valid = []
             for index, item in enumerate(items):
                 where = (*path, key, index) if isinstance(value, list) else (*path, key)
                 message = check_value(key, item)
                 if message:
                     self.problem(where, message)
-            checked[key] = list(items)
+                else:
+                    valid.append(item)
+            if valid:  # a bad value is reported above and left out of what is planned
+                checked[key] = valid
         return checked
 
     def rules(self, document: Mapping[str, Any], key: str) -> list[dict[str, tuple[Any, ...]]]:
@@ -229,7 +244,39 @@ class Reader:
             settings["kill_grace_s"] = self.number(
                 value, "kill_grace_s", 10.0, minimum=0, path=path
             )
+        if "mpi" in value:
+            mpi = value["mpi"]
+            if mpi is not None and not (isinstance(mpi, str) and NAME_PATTERN.match(mpi)):
+                self.problem((*path, "mpi"), f"must be an srun MPI plugin or null, got {mpi!r}")
+            settings["mpi"] = mpi
         return LauncherSpec(**settings)
+
+    def slurm(self, value: Mapping[str, Any]) -> BatchSpec:
+        """The `slurm:` section (for --submit)."""
+        path: KeyPath = ("slurm",)
+        self.unknown_keys(value, SLURM_KEYS, path)
+        settings: dict[str, Any] = {}
+        if value.get("time_limit") is not None:
+            try:
+                settings["time_limit_min"] = parse_time_limit(value["time_limit"])
+            except ValueError as error:
+                self.problem((*path, "time_limit"), str(error))
+        for key in ("partition", "account", "qos", "job_name"):
+            if value.get(key) is not None:
+                if not isinstance(value[key], str) or not value[key].strip():
+                    self.problem((*path, key), f"must be a non-empty string, got {value[key]!r}")
+                else:
+                    settings[key] = value[key]
+        if "directives" in value:
+            directives = self.strings(value["directives"], (*path, "directives"))
+            for index, directive in enumerate(directives):
+                if not directive.startswith("-"):
+                    self.problem(
+                        (*path, "directives", index),
+                        f"must be an sbatch option (--name=value), got {directive!r}",
+                    )
+            settings["directives"] = tuple(directives)
+        return BatchSpec(**settings)
 
     def hosts(self, value: Any, slots: int) -> tuple[tuple[str, int], ...]:
         if value is None:
@@ -312,6 +359,15 @@ class Reader:
                 continue
             rates[str(name)] = float(rate)
         return rates
+
+    def target(self, value: Any) -> float | None:
+        """`fit_target_auc`: a mean AUC in (0, 1], or absent."""
+        if value is None:
+            return None
+        if not _is_number(value) or not 0 < value <= 1:
+            self.problem(("fit_target_auc",), f"must be a mean AUC in (0, 1], got {value!r}")
+            return None
+        return float(value)
 
     def worker(self, value: Any) -> tuple[str, ...]:
         if value is None:

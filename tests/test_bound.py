@@ -1,0 +1,130 @@
+"""The pipeline bound (bench.measure.bound): its stage timers, and that its candidates do the
+pipelines' own work (a bound computed from less work would not bound them)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.input.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
+from bench.measure import bound
+from converters.tfrecord import ConversionOptions, convert
+
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def resized_records(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> dict[str, Path]:
+    """48 px records of `synth_root` in each encoding (the pipelines resize them to 32)."""
+    made = {}
+    for encoding in ("png", "jpeg", "raw"):
+        out = tmp_path_factory.mktemp(f"records-{encoding}-48")
+        convert(
+            ConversionOptions(
+                source=synth_root,
+                out=out,
+                splits=("val",),
+                encoding=encoding,
+                resize=48,
+                shard_count=1,
+                workers=1,
+            )
+        )
+        made[encoding] = out
+    return made
+
+
+def test_stage_timers_on_a_tiny_set_return_positive_costs(
+    synth_root: Path, records_png: Path, resized_records: dict[str, Path]
+) -> None:
+    sources = {
+        "raw files": raw_source(synth_root, "val"),
+        "png records": tfrecord_source(records_png, "val"),
+        **{f"{e} records 48": tfrecord_source(p, "val") for e, p in resized_records.items()},
+    }
+    for name, source in sources.items():
+        times = bound.time_stages(source, image_size=IMAGE_SIZE, sample=6, passes=2)
+        figures = bound.bound_figures(times, core_count=2)
+        costs = figures["stage_cpu_s_per_image"]
+        expected = {"read", "decode", "resize", "flip", "batch"}
+        if source.format == "tfrecord":
+            expected.add("parse")
+        for stage in expected:
+            assert costs[stage] > 0, (name, stage, costs)
+            assert figures["stage_implementation"][stage] in times.candidates[stage], name
+        if source.format == "raw":
+            assert costs["parse"] == 0 and figures["stage_implementation"]["parse"].startswith(
+                "none"
+            )
+        if source.encoding == "raw":
+            assert figures["stage_implementation"]["decode"] == "numpy.frombuffer"
+        assert figures["bound_images_per_sec"] == pytest.approx(
+            2 / figures["bound_cpu_s_per_image"]
+        )
+
+
+def test_the_bound_counts_every_stage_once_flip_at_half_and_batch_not() -> None:
+    times = bound.StageTimes()
+    for stage, cost in {"read": 1e-4, "parse": 2e-4, "decode": 3e-3, "resize": 5e-4}.items():
+        times.record(stage, "slow", cost * 2)
+        times.record(stage, "fast", cost)
+    times.record("flip", "fast", 2e-4)
+    times.record("batch", "fast", 1e-3)
+    times.record("decode", "fast", 4e-3)  # a slower pass never replaces a faster one
+    figures = bound.bound_figures(times, core_count=4)
+    cpu_s = 1e-4 + 2e-4 + 3e-3 + 5e-4 + 2e-4 / 2
+    assert figures["bound_cpu_s_per_image"] == pytest.approx(cpu_s)
+    assert figures["bound_images_per_sec"] == pytest.approx(4 / cpu_s)
+    assert figures["stage_implementation"]["decode"] == "fast"
+
+
+def test_resize_candidates_compute_the_pipelines_resize(synth_root: Path) -> None:
+    """Every resize the bound may pick does what the pipelines do, within a gray level."""
+    raw = raw_source(synth_root, "val")
+    options = PipelineOptions(kind="naive", image_size=IMAGE_SIZE, batch_size=8, training=False)
+    piped = np.concatenate([images.numpy() for images, _ in build_dataset(raw, options)])
+    originals = bound._decode_candidates("png")[0].run(
+        bound._read_files([Path(path) for path in raw.files])
+    )
+    candidates = bound._resize_candidates(IMAGE_SIZE)
+    if importlib.util.find_spec("cv2") is not None:  # installed: it must be a candidate
+        assert any(c.name.startswith("OpenCV") for c in candidates)
+    for candidate in candidates:
+        resized = np.stack(candidate.run(originals))
+        difference = np.abs(resized.astype(int) - piped[..., 0].astype(int))
+        assert difference.max() <= 1, candidate.name
+
+
+@pytest.mark.parametrize("encoding", ["png", "jpeg"])
+def test_decode_candidates_agree_with_tensorflow(
+    encoding: str, resized_records: dict[str, Path]
+) -> None:
+    source = tfrecord_source(resized_records[encoding], "val")
+    records = bound._read_shard(source.compression).run([Path(source.files[0])])[:8]
+    parsers = bound._parse_candidates()
+    payloads = parsers[0].run(records)
+    for parser in parsers[1:]:
+        assert parser.run(records) == payloads, parser.name
+    import tensorflow as tf
+
+    decoders = bound._decode_candidates(encoding)
+    assert decoders[0].name == f"tf.io.decode_{encoding}"  # the pipelines' own op is one
+    # TensorFlow's JPEG decoder has two IDCTs (its default is the fast one); a candidate
+    # must match one of them.
+    references = [np.stack(decoders[0].run(payloads)).astype(int)]
+    if encoding == "jpeg":
+        accurate = [
+            tf.io.decode_jpeg(p, channels=1, dct_method="INTEGER_ACCURATE").numpy()[..., 0]
+            for p in payloads
+        ]
+        references.append(np.stack(accurate).astype(int))
+    assert references[0].shape == (8, 48, 48)
+    if encoding == "jpeg" and importlib.util.find_spec("simplejpeg") is not None:
+        assert any(d.name.endswith("fastdct") for d in decoders)  # TF's own IDCT, faster
+    for decoder in decoders[1:]:
+        decoded = np.stack(decoder.run(payloads)).astype(int)
+        best = min(np.abs(decoded - reference).max() for reference in references)
+        assert best <= 1, decoder.name
