@@ -32,14 +32,7 @@ from typing import Any
 import yaml
 
 from reports import reference_rates
-
-# Two-sided 95% Student-t quantiles by degrees of freedom (1..30), then the normal's.
-T_975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-Z_975 = 1.960
+from reports.stats import mean_estimate
 
 
 class DemandError(ValueError):
@@ -78,16 +71,6 @@ class CapacityRow:
 
 
 # -- arithmetic ------------------------------------------------------------------------------
-def t_interval(values: Sequence[float]) -> tuple[float, float | None, float | None]:
-    """Mean and its 95% interval (Student t); no interval from fewer than two values."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None, None
-    quantile = T_975[len(values) - 2] if len(values) - 1 <= len(T_975) else Z_975
-    half = quantile * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
-
-
 def cores_per_gpu(cpu_s_per_image: float, demand: float) -> float:
     """Cores that keep one GPU consuming `demand` images/s fed."""
     return cpu_s_per_image * demand
@@ -155,8 +138,10 @@ def measured_costs(results: Iterable[Mapping[str, Any]]) -> list[InputCost]:
             runs.setdefault(input_label(result), []).append(cost)
     costs = []
     for label, found in runs.items():
-        mean, low, high = t_interval([cpu_s / images for cpu_s, images in found])
-        low = None if low is None else max(0.0, low)  # a CPU cost is never negative
+        estimate = mean_estimate([cpu_s / images for cpu_s, images in found])
+        mean = estimate.value
+        low = None if estimate.se is None else max(0.0, estimate.low)  # never negative
+        high = None if estimate.se is None else estimate.high
         costs.append(
             InputCost(
                 input=label,
