@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -254,3 +255,50 @@ def test_real_sweep_with_0_and_2_local_workers_in_pipeline_and_train_mode(
     for log_dir in sweep_dir.glob("*/service-r0"):
         pids = _server_pids(log_dir)
         assert len(pids) == 3 and not _alive(pids)
+
+
+def _bench_run(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.run", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_bench_run_alone_starts_its_own_pool_and_fails_when_a_worker_dies(
+    tmp_path: Path, synth_root: Path, subprocess_env: dict[str, str]
+) -> None:
+    common = ["--mode", "pipeline", "--data-format", "raw", "--data-dir", str(synth_root)]
+    common += ["--image-size", "32", "--batch-per-gpu", "4", "--input-workers", "1"]
+    ok = _bench_run([*common, "--steps", "5", "--output-dir", str(tmp_path / "ok")], subprocess_env)
+    out, _ = ok.communicate(timeout=300)
+    assert ok.returncode == 0, out
+    (path,) = results.find_results(tmp_path / "ok")
+    served = results.load_result(path)["input_service"]
+    assert served["started_by"] == "job" and served["workers"] == 1
+    (log_dir,) = (tmp_path / "ok").glob("service-r0-*")
+    assert len(_server_pids(log_dir)) == 2 and not _alive(_server_pids(log_dir))
+
+    endless = [*common, "--steps", "10000000", "--output-dir", str(tmp_path / "dies")]
+    job = _bench_run(endless, subprocess_env)
+    try:
+        deadline = time.monotonic() + 240
+        while not list((tmp_path / "dies").glob("service-r0-*/service.json")):
+            assert time.monotonic() < deadline and job.poll() is None, "the pool never came up"
+            time.sleep(0.5)
+        (log_dir,) = (tmp_path / "dies").glob("service-r0-*")
+        ready, _, _ = read_events(log_dir / "worker-0.log")
+        assert ready is not None
+        time.sleep(3)  # the job is reading by now
+        psutil.Process(int(ready["pid"])).kill()
+        out, _ = job.communicate(timeout=120)
+    finally:
+        job.kill()
+    assert job.returncode == 1, out
+    (path,) = results.find_results(tmp_path / "dies")
+    failed = results.load_result(path)
+    assert failed["status"] == "failed"
+    assert "worker 0" in failed["error"]["message"] and "killed by SIGKILL" in out
+    assert not _alive(_server_pids(log_dir))
