@@ -152,7 +152,7 @@ def input_bound_frame(cells: pd.DataFrame) -> pd.DataFrame:
         synthetic = find_match(
             cells,
             cell,
-            differ=("mode", "data_format", "encoding", "conversion", "pipeline"),
+            differ=("mode", "data_format", "encoding", "conversion", "pipeline", "page_cache"),
             fixed={"mode": "synthetic"},
         )
         supply = find_match(

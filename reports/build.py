@@ -23,6 +23,8 @@ from reports.format import Table, common_settings
 from reports.frame import cells_frame, runs_frame
 from reports.load import ResultsSet
 from reports.plots import all_figures
+from reports.stalls import stalls_figure, stalls_table
+from reports.storage import storage_table
 
 NOT_RECORDED = "n/a (not recorded)"
 
@@ -44,6 +46,7 @@ def build_report(
         (one.label, record["name"]): record for one in sets for record in one.conversions
     }
     figures = {figure.name: figure for figure in all_figures(cells, runs, documents)}
+    figures["stalls.png"] = stalls_figure(runs)
     failed = failed_runs(sets)
     multi = len(sets) > 1
     capacity = capacity_section(
@@ -63,6 +66,11 @@ def build_report(
             "Is the job input-bound?",
             (tables.input_bound_table(cells),),
             (figures["supply_demand.png"],),
+        ),
+        Section(
+            "Where the bytes come from: fetch and preparation stalls",
+            (stalls_table(runs), storage_table(sets)),
+            (figures["stalls.png"],),
         ),
         Section(
             "GPU utilization",

@@ -26,6 +26,7 @@ DISPLAY_KEYS = (
     "mode",
     "input",
     "pipeline",
+    "page_cache",
     "engine",
     "gpus",
     "nodes",
@@ -46,6 +47,7 @@ KEY_HEADERS = {
     "encoding": "Encoding",
     "conversion": "Conversion",
     "pipeline": "Pipeline",
+    "page_cache": "Page cache",
     "engine": "Engine",
     "gpus": "GPUs",
     "nodes": "Nodes",
@@ -122,6 +124,7 @@ def common_settings(cells: pd.DataFrame) -> str:
         "image_size": lambda v: f"{v} px images",
         "xla": lambda v: f"XLA {'on' if v else 'off'}",
         "pipeline": lambda v: f"{v} pipeline",
+        "page_cache": lambda v: f"page cache {v}",
     }
     parts = []
     for key, phrase in phrases.items():

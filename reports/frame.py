@@ -24,6 +24,7 @@ CELL_KEYS = (
     "encoding",
     "conversion",
     "pipeline",
+    "page_cache",
     "engine",
     "gpus",
     "nodes",
@@ -43,6 +44,7 @@ SORT_KEYS = (
     "encoding",
     "conversion",
     "pipeline",
+    "page_cache",
     "precision",
     "batch_per_gpu",
     "image_size",
@@ -61,6 +63,7 @@ STRING_KEYS = (
     "encoding",
     "conversion",
     "pipeline",
+    "page_cache",
     "engine",
     "device",
     "precision",
@@ -100,6 +103,8 @@ def _run_row(label: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
         "encoding": cell.get("encoding"),
         "conversion": conversion,
         "pipeline": cell.get("pipeline"),
+        # "warm" | "cold"; NA_KEY in synthetic mode and in results from before the setting
+        "page_cache": cell.get("page_cache"),
         "engine": cell.get("engine"),
         "gpus": gpus,
         "nodes": _int(cell.get("nodes"), 1),
@@ -124,6 +129,9 @@ def _run_row(label: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
         images_per_sec_per_gpu=per_gpu if result["status"] == "ok" else None,
         step_p50_s=_number(throughput.get("step_p50_s")),
         dataset_images=_number(dataset.get("images")),
+        resident_at_start=_number(
+            ((dataset.get("page_cache") or {}).get("after") or {}).get("fraction")
+        ),
         step_s=_synchronous_steps(result.get("timing") or {}),
         window_images_per_sec=_numbers(throughput.get("window_images_per_sec")),
         records_dir=dataset.get("records_dir") or (result.get("config") or {}).get("records_dir"),

@@ -1,4 +1,5 @@
-"""Find and read what a sweep left behind: result files, summary.json, sweep.yaml, conversions.
+"""Find and read what a sweep left behind: result files, summary.json, sweep.yaml, conversions,
+storage_probe.json.
 
 A results folder is either one sweep's folder (`<results>/<sweep-name>/`, holding sweep.yaml,
 plan.json and summary.json) or any folder with result files somewhere below it. A folder
@@ -17,6 +18,7 @@ from typing import Any
 from bench.contract.results import ResultSchemaError, find_results, load_result
 
 SWEEP_MARKERS = ("summary.json", "sweep.yaml", "plan.json")
+STORAGE_PROBE = "storage_probe.json"
 
 
 class ReportInputError(ValueError):
@@ -51,6 +53,7 @@ class ResultsSet:
     conversions: tuple[dict[str, Any], ...]
     runs: tuple[Run, ...]
     unreadable: tuple[Unreadable, ...] = ()
+    storage_probe: dict[str, Any] | None = None  # storage_probe.json (bench.measure)
 
 
 def load_results_sets(paths: Sequence[Path]) -> list[ResultsSet]:
@@ -126,6 +129,10 @@ def _load_set(root: Path) -> ResultsSet:
         _read_conversion(path) for path in sorted((root / "conversions").glob("*.json"))
     )
     sweep_name = _sweep_name(summary, tuple(runs))
+    probe_path = root / STORAGE_PROBE
+    storage_probe = _read_json(probe_path) if probe_path.is_file() else None
+    if storage_probe is not None and not isinstance(storage_probe, dict):
+        raise ReportInputError(f"{probe_path}: a storage probe record is a JSON object")
     return ResultsSet(
         root=root,
         label=sweep_name or root.name,
@@ -135,6 +142,7 @@ def _load_set(root: Path) -> ResultsSet:
         conversions=conversions,
         runs=tuple(runs),
         unreadable=tuple(unreadable),
+        storage_probe=storage_probe,
     )
 
 

@@ -90,8 +90,10 @@ def test_train_mode_resnet_tfrecord_mixed_float16(tmp_path: Path, records_png: P
         "warmup_steps": 1,
         "epochs": None,
         "conversion": "png-full",
+        "page_cache": "warm",
     }
     assert result["dataset"]["records_dir"] == str(records_png)
+    assert result["dataset"]["page_cache"]["after"]["fraction"] == pytest.approx(1.0)
     assert result["dataset"]["images"] > 0 and result["dataset"]["split"] == "train"
     assert result["config"]["records_dir"] == str(records_png)
     timing = result["timing"]

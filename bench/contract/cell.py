@@ -32,7 +32,8 @@ def cell_record(
     """`result["cell"]`: the settings that define what was measured.
 
     `settings` holds the RunConfig fields by name plus `conversion`; `nodes` and `device`
-    are None when the job never reported them (it died before).
+    are None when the job never reported them (it died before). `page_cache` ("warm" or
+    "cold"; null in synthetic mode, which reads nothing) is there when `settings` has it.
     """
     synthetic = settings["mode"] == "synthetic"
     record = {
@@ -55,6 +56,8 @@ def cell_record(
         "epochs": settings["epochs"] if settings["mode"] == "fit" else None,
         "conversion": settings.get("conversion"),
     }
+    if "page_cache" in settings:  # absent from results written before the setting existed
+        record["page_cache"] = None if synthetic else settings["page_cache"]
     if settings.get("input_workers") and not synthetic:  # only where a pool fed the cell
         record["input_workers"] = settings["input_workers"]
     if slug is not None:
@@ -106,6 +109,8 @@ def cell_slug(settings: Mapping[str, Any]) -> str:
         if settings["data_format"] == "tfrecord" and settings["conversion"]:
             parts.append(settings["conversion"])
         parts += [settings["pipeline"], settings["mode"]]
+        if settings.get("page_cache") == "cold":
+            parts.append("cold")
     parts.append(f"g{settings['gpus']}")
     if settings["nodes"] > 1:
         parts.append(f"n{settings['nodes']}")

@@ -20,12 +20,14 @@ MODES = ("synthetic", "pipeline", "train", "fit")
 DATA_FORMATS = ("raw", "tfrecord")
 PIPELINES = ("naive", "tuned")
 PRECISIONS = ("fp32", "mixed_float16", "mixed_bfloat16")
+PAGE_CACHE_STATES = ("warm", "cold")
 
 Model = Literal["densenet121", "resnet50"]
 Mode = Literal["synthetic", "pipeline", "train", "fit"]
 DataFormat = Literal["raw", "tfrecord"]
 PipelineKind = Literal["naive", "tuned"]
 Precision = Literal["fp32", "mixed_float16", "mixed_bfloat16"]
+PageCache = Literal["warm", "cold"]
 
 
 class ConfigError(ValueError):
@@ -68,6 +70,9 @@ class RunConfig:
     cache: bool = False
     private_threads: int | None = None
     skip_bad: bool = False
+    # The page cache before the job reads: warm (read every file once) or cold (evicted).
+    page_cache: PageCache = "warm"
+    drop_caches: bool = False
     # Input-service workers (tf.data service, bench.service.pool): 0 = the pipeline runs
     # in the training process. With N and no input_service, rank 0 starts a local
     # dispatcher and N workers (of input_worker_cores cores each, if set) and stops them.
@@ -91,6 +96,7 @@ class RunConfig:
         _check_choice("data_format", self.data_format, DATA_FORMATS)
         _check_choice("pipeline", self.pipeline, PIPELINES)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("page_cache", self.page_cache, PAGE_CACHE_STATES)
         for name in ("batch_per_gpu", "image_size", "steps", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -179,6 +185,8 @@ HELP = {
     "shuffle_buffer": "shuffle buffer, in images",
     "prefetch": "batches prefetched (default AUTOTUNE)",
     "cache": "tf.data's in-memory cache of decoded images (not the page cache)",
+    "page_cache": "before the job reads: warm (every data file read once) or cold (evicted)",
+    "drop_caches": "with --page-cache cold: drop the whole page cache first (needs root)",
     "private_threads": "a private tf.data thread pool of this size",
     "skip_bad": "skip and count images that cannot be read or decoded, instead of failing",
     "input_workers": "tf.data service workers that run the pipeline (0: in this process); "

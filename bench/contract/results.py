@@ -17,15 +17,24 @@ Layout (schema_version 1); every key is always present, `null` where not applica
     error           null | {"message": str, "exit_code": int | null, "log_tail": str}
     cell            {model, mode, data_format, encoding, pipeline, engine, gpus, nodes,
                      batch_per_gpu, global_batch, precision, image_size, xla, steps,
-                     warmup_steps, ...}  the settings that define what was measured
+                     warmup_steps, page_cache, ...}  the settings that define what was
+                     measured (page_cache: "warm" | "cold", null in synthetic mode;
+                     absent from results written before it existed)
     config          the full RunConfig as a dict (paths as strings), or null
     environment     {hosts, gpu_names, driver, cuda, cudnn, tensorflow, keras, horovod,
                      horovod_controller, python, platform, cpu_count, ...,
                      slurm: null | {job_id, job_name, cluster, partition, job_nodelist,
                        job_num_nodes, ntasks, step_id, step_num_tasks, step_nodelist,
                        gpus_per_task} (strings as Slurm set them, null where unset;
-                       optional: absent in results written before it)} or partial
-    dataset         null | {source, path, split, images, records_dir, encoding, ...}
+                       optional: absent in results written before it),
+                     storage: {data_dir, records_dir: null | {path, mount_point, fs_type,
+                     source, options}} (optional)} or partial
+    dataset         null | {source, path, split, images, records_dir, encoding, ...,
+                     page_cache (optional): {state, action, files, bytes_read,
+                     before, after, at_end: {files, bytes, measured_bytes, resident_bytes,
+                     fraction, unmeasured_files, unreadable}, memory_limit_bytes,
+                     larger_than_memory, seconds, problems, problem_count, note, host,
+                     hosts (several nodes)}}  what bench.job.cache_state did
     timing          null | {
                       unit: "seconds",
                       startup_s: float,            process start -> first step begins

@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.contract import results
 from bench.contract.config import RunConfig
+from bench.job.cache_state import residency_at_end, set_cache_state, storage_environment
 from bench.job.failure_cause import plain_cause
 from bench.job.fit_mode import run_fit_mode
 from bench.job.inputs import DATA_MODES, InputError, check_inputs, reading_through
@@ -80,6 +81,10 @@ def _run_rank(
     from bench.job import environment as environment_capture
     from bench.job.rank_gpus import telemetry_for_rank
 
+    try:  # every node's data files warmed or evicted before anything reads them
+        cache_record, cache_files = set_cache_state(config, engine)
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"page cache ({config.page_cache}): {error}") from error
     # Every rank samples its own GPU (by UUID), local rank 0 also the host.
     telemetry = telemetry_for_rank(
         rank=engine.rank,
@@ -108,7 +113,11 @@ def _run_rank(
         "started_at": started_at,
         "pipeline_rate_sum": rate_sum,
     }
-    return assemble(config, engine, device, outcome, telemetry_nodes, environment, base)
+    result = assemble(config, engine, device, outcome, telemetry_nodes, environment, base)
+    if result["dataset"] is not None and cache_record is not None:
+        result["dataset"]["page_cache"] = residency_at_end(cache_record, cache_files)
+    result["environment"]["storage"] = storage_environment(config)
+    return result
 
 
 def _write(config: RunConfig, result: dict[str, Any]) -> Path:

@@ -41,6 +41,7 @@ class SweepOptions:
     data_cache: Path | None = None
     progress: bool = True
     submit: bool = False
+    storage_probe: bool = True
 
 
 def parse_args(argv: Sequence[str] | None = None) -> SweepOptions:
@@ -109,6 +110,11 @@ def parse_args(argv: Sequence[str] | None = None) -> SweepOptions:
         help="write an sbatch script for the selected cells and submit it; the job runs "
         "this sweep with --resume inside the allocation",
     )
+    parser.add_argument(
+        "--no-storage-probe",
+        action="store_true",
+        help="skip the once-per-sweep cold/warm read of the data folder (storage_probe.json)",
+    )
     args = parser.parse_args(argv)
     if args.submit and args.dry_run:
         parser.error("--submit and --dry-run exclude each other")
@@ -125,4 +131,5 @@ def parse_args(argv: Sequence[str] | None = None) -> SweepOptions:
         data_cache=args.data_cache,
         progress=not args.no_progress,
         submit=args.submit,
+        storage_probe=not args.no_storage_probe,
     )

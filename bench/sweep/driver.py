@@ -1,7 +1,7 @@
 """`python -m bench.sweep`: the sweep as one line of stages, each called once from `run`.
 
     load + validate -> plan -> check -> select -> (dry run: print) -> lock -> record the
-    plan -> prepare data -> execute the pending jobs -> summarise -> report
+    plan -> prepare data -> storage probe -> execute the pending jobs -> summarise -> report
 
 Exit codes: 0 every selected cell ok, 1 some cell failed or timed out (or its data could
 not be prepared), 2 bad sweep file or usage, 130 interrupted (Ctrl-C or SIGTERM; finished
@@ -32,6 +32,7 @@ from bench.sweep.load import load_sweep
 from bench.sweep.lock import LockHeld, sweep_lock
 from bench.sweep.plan import Cell, needs_records, plan
 from bench.sweep.schema import Sweep, SweepError
+from bench.sweep.storage import run_storage_probe
 from bench.sweep.submit import submit_sweep
 from converters.manifest import write_text_atomic
 
@@ -236,9 +237,14 @@ def _run_pending(
         if not jobs:
             print("nothing to run: every selected cell has an ok result", file=err)
             return False
+        pending = [job.cell_ref for job in jobs]
         failures = prepare.prepare_data(
-            sweep, [job.cell_ref for job in jobs], sweep_dir, progress=options.progress, err=err
+            sweep, pending, sweep_dir, progress=options.progress, err=err
         )
+        if options.storage_probe:
+            run_storage_probe(
+                sweep, pending, failures, sweep_dir, env=env, resume=options.resume, err=err
+            )
         run_jobs(jobs, failures, err)
     except KeyboardInterrupt:
         print(

@@ -85,6 +85,8 @@ SYNTHETIC_IGNORES = (
     "cache",
     "private_threads",
     "skip_bad",
+    "page_cache",
+    "drop_caches",
     "input_workers",
     "input_worker_cores",
 )
