@@ -1,4 +1,5 @@
-"""`python -m reports RESULTS [RESULTS ...] [--out DIR]`: report.md, report.html, figures/.
+"""`python -m reports RESULTS [RESULTS ...] [--out DIR] [--cores-per-gpu C] [--worker-cores K]`:
+report.md, report.html, figures/.
 
 Exit codes: 0 written; 1 written, but some result files could not be read (each named on
 stderr and in the report's failures section), or an unexpected failure (with its
@@ -44,7 +45,30 @@ def parser() -> argparse.ArgumentParser:
         help="the target mean validation AUC for time to accuracy (default: each sweep "
         "file's fit_target_auc)",
     )
+    result.add_argument(
+        "--cores-per-gpu",
+        type=_positive,
+        default=None,
+        metavar="C",
+        help="CPU cores per GPU on the training host, for the capacity section's GPU time "
+        "lost (default: from the results' environment)",
+    )
+    result.add_argument(
+        "--worker-cores",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="cores of one input-service worker, for the capacity section (default: from "
+        "the results' input_service)",
+    )
     return result
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
 
 
 def _target(text: str) -> float:
@@ -55,7 +79,12 @@ def _target(text: str) -> float:
 
 
 def run(
-    results: Sequence[Path], out: Path | None, *, fit_target_auc: float | None = None
+    results: Sequence[Path],
+    out: Path | None,
+    *,
+    fit_target_auc: float | None = None,
+    cores_per_gpu: float | None = None,
+    worker_cores: float | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Load, build and write the report; returns the files written and one line per result
     file that could not be read. Raises ReportInputError."""
@@ -69,7 +98,13 @@ def run(
         out = results[0]
     sets = load_results_sets(results)
     unreadable = [f"{entry.path}: {entry.reason}" for entry in unreadable_files(sets)]
-    return write_report(build_report(sets, fit_target_auc=fit_target_auc), out), unreadable
+    report = build_report(
+        sets,
+        fit_target_auc=fit_target_auc,
+        host_cores_per_gpu=cores_per_gpu,
+        worker_cores=worker_cores,
+    )
+    return write_report(report, out), unreadable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         written, unreadable = run(
-            arguments.results, arguments.out, fit_target_auc=arguments.fit_target_auc
+            arguments.results,
+            arguments.out,
+            fit_target_auc=arguments.fit_target_auc,
+            cores_per_gpu=arguments.cores_per_gpu,
+            worker_cores=arguments.worker_cores,
         )
     except ReportInputError as error:
         print(f"reports: {error}", file=sys.stderr)

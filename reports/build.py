@@ -14,6 +14,9 @@ import pandas as pd
 from reports import conclusions, tables
 from reports.accuracy_section import TITLE as ACCURACY_TITLE
 from reports.accuracy_section import time_to_accuracy
+from reports.capacity import DemandError, capacity_rows, service_worker_cores
+from reports.capacity_report import TITLE as CAPACITY_TITLE
+from reports.capacity_report import capacity_figure, capacity_inputs, capacity_table
 from reports.document import Report, Section
 from reports.failures import failed_runs, failures_table, pending_table
 from reports.format import Table, common_settings
@@ -26,8 +29,16 @@ from reports.storage import storage_table
 NOT_RECORDED = "n/a (not recorded)"
 
 
-def build_report(sets: Sequence[ResultsSet], *, fit_target_auc: float | None = None) -> Report:
-    """`fit_target_auc` overrides every results set's own target (its sweep file's)."""
+def build_report(
+    sets: Sequence[ResultsSet],
+    *,
+    fit_target_auc: float | None = None,
+    host_cores_per_gpu: float | None = None,
+    worker_cores: float | None = None,
+) -> Report:
+    """`fit_target_auc` overrides every results set's own target (its sweep file's);
+    `host_cores_per_gpu` (C) and `worker_cores` (an input-service worker's size) are for
+    the capacity section, by default from the results' environment and input service."""
     runs = runs_frame(sets)
     cells = cells_frame(runs)
     documents = {run.path.as_posix(): run.result for one in sets for run in one.runs}
@@ -38,6 +49,9 @@ def build_report(sets: Sequence[ResultsSet], *, fit_target_auc: float | None = N
     figures["stalls.png"] = stalls_figure(runs)
     failed = failed_runs(sets)
     multi = len(sets) > 1
+    capacity = capacity_section(
+        sets, host_cores_per_gpu=host_cores_per_gpu, worker_cores=worker_cores
+    )
     sections = [
         Section(
             "Throughput",
@@ -63,6 +77,7 @@ def build_report(sets: Sequence[ResultsSet], *, fit_target_auc: float | None = N
             (tables.gpu_table(cells, runs, documents),),
             (figures["gpu_utilization.png"],),
         ),
+        capacity,
         Section(
             "Conversion cost and pay-off",
             (tables.conversion_table(sets), tables.payoff_table(cells, conversions)),
@@ -90,7 +105,31 @@ def build_report(sets: Sequence[ResultsSet], *, fit_target_auc: float | None = N
         common_settings=common_settings(cells),
         sections=tuple(sections),
         failures=tuple(failed),
-        figures=(*figures.values(), fit_figure),
+        figures=(*figures.values(), *capacity.figures, fit_figure),
+    )
+
+
+def capacity_section(
+    sets: Sequence[ResultsSet],
+    *,
+    host_cores_per_gpu: float | None,
+    worker_cores: float | None,
+) -> Section:
+    """Cores per GPU each input needs, from pipeline-mode CPU cost and the demands."""
+    documents = [run.result for one in sets for run in one.runs]
+    try:
+        costs, demands, cores = capacity_inputs(
+            documents, [one.sweep_yaml for one in sets], host_cores_per_gpu=host_cores_per_gpu
+        )
+    except DemandError as error:  # a sweep file from before validation knew `demand:`
+        return Section(CAPACITY_TITLE, (Table("capacity", CAPACITY_TITLE, "", missing=str(error)),))
+    if worker_cores is None:
+        worker_cores = service_worker_cores(documents)
+    rows = capacity_rows(costs, demands, host_cores_per_gpu=cores, worker_cores=worker_cores)
+    return Section(
+        CAPACITY_TITLE,
+        (capacity_table(rows, host_cores_per_gpu=cores, worker_cores=worker_cores),),
+        (capacity_figure(costs, demands, host_cores_per_gpu=cores),),
     )
 
 

@@ -35,6 +35,7 @@ DISPLAY_KEYS = (
     "precision",
     "image_size",
     "xla",
+    "input_workers",
 )
 
 KEY_HEADERS = {
@@ -55,6 +56,7 @@ KEY_HEADERS = {
     "precision": "Precision",
     "image_size": "Image px",
     "xla": "XLA",
+    "input_workers": "Input workers",
 }
 
 

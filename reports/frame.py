@@ -33,6 +33,7 @@ CELL_KEYS = (
     "precision",
     "image_size",
     "xla",
+    "input_workers",
 )
 # Display order: what was measured first, the GPU count last, so that a table reads as series.
 SORT_KEYS = (
@@ -48,6 +49,7 @@ SORT_KEYS = (
     "batch_per_gpu",
     "image_size",
     "xla",
+    "input_workers",
     "device",
     "gpus",
     "nodes",
@@ -111,6 +113,8 @@ def _run_row(label: str, path: str, result: dict[str, Any]) -> dict[str, Any]:
         "precision": cell.get("precision"),
         "image_size": _int(cell.get("image_size"), 0),
         "xla": bool(cell.get("xla")),
+        # Input-service workers that fed the cell (0: the pipeline ran in the job).
+        "input_workers": _int(cell.get("input_workers"), 0),
     }
     for key in STRING_KEYS:
         row[key] = NA_KEY if row[key] is None else str(row[key])

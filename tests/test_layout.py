@@ -94,6 +94,7 @@ def test_cycle_finder_finds_a_cycle() -> None:
         ("bench.input", ("bench.sweep", "bench.job", "bench.measure")),
         ("bench.contract", ("bench.sweep", "bench.job", "bench.input", "bench.measure")),
         ("bench.sweep", ("bench.job", "bench.input", "bench.measure")),
+        ("bench.service", ("bench.sweep", "bench.job", "bench.input", "bench.measure")),
     ],
 )
 def test_stages_import_one_way(importer: str, forbidden: tuple[str, ...]) -> None:

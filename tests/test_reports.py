@@ -45,6 +45,7 @@ FIGURES = (
     "speedup.png",
     "supply_demand.png",
     "gpu_utilization.png",
+    "capacity_cores_per_gpu.png",
 )
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -209,6 +210,19 @@ def test_markdown_has_tables_figures_and_failures(golden_report: Path) -> None:
     assert " 0.0%" not in text  # nothing missing is shown as zero
 
 
+def test_capacity_section_counts_cores_per_gpu(golden_report: Path) -> None:
+    """The golden pipeline runs carry no probe CPU figures: the section still shows the
+    shipped reference costs against every demand, labelled, and says what is missing."""
+    text = (golden_report / "report.md").read_text(encoding="utf-8")
+    section = text.split("Input capacity: cores per GPU", 1)[1].split("\n## ", 1)[0]
+    # 16 cores decode 1,000 full-size PNGs/s: 0.016 core-s each; x 2912/s = 46.6 cores.
+    row = next(line for line in section.splitlines() if "H100 ResNet50 bf16 b64 " in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[0].startswith("full-size 1024 px PNG") and cells[1] == "16.0"  # ms per image
+    assert cells[2] == "reference (H100 host)" and cells[4] == "2,912" and cells[6] == "46.6"
+    assert "capacity_cores_per_gpu.png" in section
+
+
 def test_figures_are_real_pngs(golden_report: Path) -> None:
     for name in FIGURES:
         data = (golden_report / "figures" / name).read_bytes()
@@ -240,7 +254,7 @@ def test_html_is_self_contained_and_printable(golden_report: Path) -> None:
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
     assert "<script" not in html and "<link" not in html and "@import" not in html
     assert "@media print" in html
-    assert html.count("<table") == 10  # environment + 8 result tables + pending runs
+    assert html.count("<table") == 11  # environment + 9 result tables + pending runs
 
 
 def test_raw_only_cpu_sweep_says_what_is_missing(tmp_path: Path) -> None:

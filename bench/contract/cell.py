@@ -58,6 +58,8 @@ def cell_record(
     }
     if "page_cache" in settings:  # absent from results written before the setting existed
         record["page_cache"] = None if synthetic else settings["page_cache"]
+    if settings.get("input_workers") and not synthetic:  # only where a pool fed the cell
+        record["input_workers"] = settings["input_workers"]
     if slug is not None:
         record["slug"] = slug
     return record
@@ -98,7 +100,7 @@ def cell_hash(identity: Mapping[str, Any]) -> str:
 
 
 def cell_slug(settings: Mapping[str, Any]) -> str:
-    """densenet121-tfrecord-png64-tuned-train-g2-b8-fp32-64px: readable, not unique."""
+    """densenet121-tfrecord-png64-tuned-train-g2-b8-fp32-64px[-svc2]: readable, not unique."""
     parts = [settings["model"]]
     if settings["mode"] == "synthetic":
         parts.append("synthetic")
@@ -119,6 +121,8 @@ def cell_slug(settings: Mapping[str, Any]) -> str:
     ]
     if settings["xla"]:
         parts.append("xla")
+    if settings.get("input_workers") and settings["mode"] != "synthetic":
+        parts.append(f"svc{settings['input_workers']}")  # input-service workers
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(str(part) for part in parts))
 
 

@@ -73,6 +73,15 @@ class RunConfig:
     # The page cache before the job reads: warm (read every file once) or cold (evicted).
     page_cache: PageCache = "warm"
     drop_caches: bool = False
+    # Input-service workers (tf.data service, bench.service.pool): 0 = the pipeline runs
+    # in the training process. With N and no input_service, rank 0 starts a local
+    # dispatcher and N workers (of input_worker_cores cores each, if set) and stops them.
+    input_workers: int = 0
+    input_worker_cores: int | None = None
+    # Set by the sweep when it started the pool: the dispatcher (grpc://host:port) and the
+    # pool's log folder (service.json, the workers' logs).
+    input_service: str | None = None
+    input_service_dir: Path | None = None
     telemetry_period_s: float = 0.5
     # Where the result JSON goes, and what it belongs to.
     output_dir: Path = Path("results/adhoc")
@@ -97,6 +106,16 @@ class RunConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.telemetry_period_s <= 0:
             raise ConfigError(f"telemetry_period_s must be positive, got {self.telemetry_period_s}")
+        if self.input_workers < 0:
+            raise ConfigError(f"input_workers must be 0 or more, got {self.input_workers}")
+        if self.input_worker_cores is not None and self.input_worker_cores < 1:
+            raise ConfigError(
+                f"input_worker_cores must be at least 1, got {self.input_worker_cores}"
+            )
+        if (self.input_service is None) != (self.input_service_dir is None):
+            raise ConfigError("input_service and input_service_dir go together")
+        if self.input_service is not None and self.input_workers < 1:
+            raise ConfigError("input_service needs input_workers of 1 or more")
 
     def to_argv(self) -> list[str]:
         """The `python -m bench.run` arguments that rebuild this config exactly."""
@@ -170,6 +189,11 @@ HELP = {
     "drop_caches": "with --page-cache cold: drop the whole page cache first (needs root)",
     "private_threads": "a private tf.data thread pool of this size",
     "skip_bad": "skip and count images that cannot be read or decoded, instead of failing",
+    "input_workers": "tf.data service workers that run the pipeline (0: in this process); "
+    "without --input-service, rank 0 starts a local dispatcher and this many workers",
+    "input_worker_cores": "pin each local input-service worker to this many cores",
+    "input_service": "the dispatcher of a pool started by the sweep (grpc://host:port)",
+    "input_service_dir": "that pool's log folder (service.json and the workers' logs)",
     "telemetry_period_s": "seconds between GPU and host telemetry samples",
     "output_dir": "where the result JSON is written",
     "sweep": "the sweep this run belongs to (set by bench.sweep)",

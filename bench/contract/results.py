@@ -59,6 +59,16 @@ Layout (schema_version 1); every key is always present, `null` where not applica
                       measured_window_s: null | [start, end]  (same clock as t_s)
                     }
     details         null | mode-specific: pipeline probe figures, fit history, ...
+
+Optional (additive) keys:
+
+    cell.input_workers   int, only where an input-service pool fed the cell
+    input_service   {workers, where ("local" | [hosts]), cores_each, dispatcher,
+                     processing_mode, compression, window: [start, end] | null,
+                     worker_cpu_s: float | null (all workers over the window),
+                     started_by: "job" | "sweep",
+                     per_worker: [{index, host, address, cores, cpus, log,
+                                   cpu_s, cores_used}]}   (bench.service.usage)
 """
 
 from __future__ import annotations

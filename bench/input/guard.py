@@ -6,11 +6,11 @@ at a cost per *batch* rather than per image (per-image bookkeeping cost more CPU
 decoding a 256-px image):
 
 1. `decoding`: every element is numbered (`seq`, from enumerate) before decoding, and the
-   decode function first writes (seq, file index, record index, problem) to a ring buffer.
+   decode function first writes (seq, file index, record index, problem) to a table.
 2. the pipeline decodes with an order-preserving map followed by `ignore_errors()`, so an
    element that fails to decode simply goes missing from an ordered stream.
 3. `check`, per batch: the numbers missing between the last batch and this one are the
-   failures; the ring names their file (and record). Elements the source stage already
+   failures; the table names their file (and record). Elements the source stage already
    knew to be bad (an unreadable record) arrive with a problem code. A finite stream ends
    with a sentinel, so that failures at the very end are seen too.
 
@@ -18,7 +18,7 @@ Then either the run fails with `InvalidArgumentError: bad data: <file> (record N
 or, with skip_bad, the elements are dropped, counted in `skipped` and named on stderr.
 
 `decoding_batch` is the same bookkeeping for a decoder that takes a whole batch (raw
-uint8 records): one ring write per batch, bad images come back marked rather than
+uint8 records): one table write per batch, bad images come back marked rather than
 missing, and only a batch that fails as a whole (a record that is no tf.train.Example)
 goes missing; `end_batch` then replaces the sentinel, which could be lost with it.
 
@@ -30,6 +30,7 @@ is not decoded but passed on marked as stalled, which fails the run and names th
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -56,6 +57,7 @@ PROBLEM_BATCH_FAILED = 4  # lost with a whole batch that failed to decode
 STALLED = "not one batch of usable examples among the last {limit} read"
 NAMED = 10  # bad elements named in one message; the rest are counted
 Element = dict[str, tf.Tensor]
+PROGRESS = 0  # the progress table's one key
 Decoder = Callable[[Element], tuple[tf.Tensor, tf.Tensor]]
 
 
@@ -71,16 +73,18 @@ class BadDataGuard:
     def __init__(self, files: tuple[str, ...], *, skip_bad: bool, batch_size: int) -> None:
         self.skip_bad = skip_bad
         self.limit = stall_limit(batch_size)
-        self._ring_size = 1 << (2 * self.limit - 1).bit_length()
         self._files = tf.constant(files)
-        # Rows (seq, file index, record index, problem); -1 where nothing was written yet.
-        self._ring = tf.Variable(tf.fill([self._ring_size, 4], tf.constant(-1, tf.int64)))
-        # The first number not yet accounted for, as the last checked batch left it.
-        self._progress = tf.Variable(tf.constant(0, tf.int64), trainable=False)
-        # How many elements were dropped (skip_bad) since the dataset was built.
+        # Rows (seq, file index, record index, problem) by seq, removed once checked; the
+        # first number not yet accounted for (key PROGRESS); per decoded batch, one more
+        # than its highest number (`end_batch`). Tables shared by name, not variables:
+        # tf.data captures a variable by value in each function it serializes (a tf.data
+        # service worker would get one copy per stage), a named table is found by name.
+        self._rows = _SharedTable(f"chexbench-guard-rows-{uuid.uuid4().hex}", width=4)
+        self._progress = _SharedTable(f"chexbench-guard-progress-{uuid.uuid4().hex}", width=1)
+        self._issued = _SharedTable(f"chexbench-guard-issued-{uuid.uuid4().hex}", width=1)
+        # How many elements were dropped (skip_bad) since the dataset was built; read in
+        # this process only (not through a tf.data service).
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
-        # One more than the highest number a batch decoder was handed (`end_batch`).
-        self._issued = tf.Variable(tf.zeros([1], tf.int64), trainable=False)
 
     def skipped_count(self) -> int:
         return int(self.skipped.numpy())
@@ -118,8 +122,8 @@ class BadDataGuard:
         return plain(function)
 
     def decoding_batch(self, decode: BatchDecoder, image_size: int) -> Callable[..., Element]:
-        """`decoding` for a batch decoder (bench.input.sources.batch_loader), mapped over batches
-        of numbered elements: one ring write and one decoder call per batch.
+        """`decoding` for a batch decoder (bench.input.sources.batch_loader), mapped over
+        batches of numbered elements: one table write and one decoder call per batch.
 
         Bad images come back marked (PROBLEM_UNDECODABLE), not missing; a batch that fails
         as a whole goes missing and `check` names its records with BATCH_FAILED. A batch
@@ -130,7 +134,7 @@ class BadDataGuard:
             end, known, fresh, stalled, remember = self._remember(
                 seq, elements, PROBLEM_BATCH_FAILED
             )
-            issued = self._issued.scatter_max(tf.IndexedSlices(seq[-1:] + 1, tf.constant([0])))
+            issued = self._issued.insert(seq[-1:], seq[-1:, None] + 1)
             count = tf.shape(seq)[0]
             # Written before decoding, so that a batch that fails still leaves its trace.
             with tf.control_dependencies([remember, issued]):
@@ -154,17 +158,16 @@ class BadDataGuard:
         self, seq: tf.Tensor, elements: Element, if_missing: int
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Operation]:
         """For one element (scalar `seq`) or a batch: (end, known problem, fresh, stalled,
-        the ring write). The ring row holds why the element is bad should it go missing:
+        the table write). The table's row holds why the element is bad should it go missing:
         its known problem, or `if_missing` for a fresh one."""
         end = elements["source_id"] < 0
         known = tf.where(end, PROBLEM_NONE, known_problem(elements))
         fresh = tf.logical_and(tf.logical_not(end), known == PROBLEM_NONE)
-        stalled = seq - self._progress.read_value() > self.limit
+        progress = self._progress.find(tf.constant([PROGRESS], tf.int64), default=0)[0, 0]
+        stalled = seq - progress > self.limit
         problem = tf.cast(tf.where(fresh, if_missing, known), tf.int64)
         rows = tf.stack([seq, elements["source_id"], elements["record"], problem], axis=-1)
-        remember = self._ring.scatter_nd_update(
-            tf.reshape(seq % self._ring_size, [-1, 1]), tf.reshape(rows, [-1, 4])
-        )
+        remember = self._rows.insert(tf.reshape(seq, [-1]), tf.reshape(rows, [-1, 4]))
         return end, known, fresh, stalled, remember
 
     def end_batch(self, image_size: int) -> tf.data.Dataset:
@@ -175,7 +178,7 @@ class BadDataGuard:
 
         def end(_: tf.Tensor) -> Element:
             return {
-                "seq": self._issued.read_value(),
+                "seq": tf.reshape(tf.reduce_max(tf.concat([[0], self._issued.values()], 0)), [1]),
                 "problem": tf.constant([PROBLEM_NONE]),
                 "end": tf.constant([True]),
                 "image": tf.zeros([1, image_size, image_size, 1], tf.uint8),
@@ -214,18 +217,21 @@ class BadDataGuard:
             lambda: self._act(bad, marked, stalled),
             lambda: tf.constant(0, tf.int64),
         )
-        with tf.control_dependencies([acted, self._progress.assign(last + 1)]):
+        advanced = self._progress.insert(tf.constant([PROGRESS], tf.int64), [[last + 1]])
+        with tf.control_dependencies([acted]):
+            checked = self._rows.remove(tf.range(expected, last + 1))
+        with tf.control_dependencies([advanced, checked]):
             return last + 1, {**batch, "seq": tf.identity(seq)}
 
     def _act(self, bad: tf.Tensor, marked: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
         """Name the bad elements (numbers `bad`: the missing ones, then those that arrived
         with the problem codes `marked`); fail, or report and count them."""
-        rows = tf.gather(self._ring, bad % self._ring_size)
-        # Why: the ring's row for a missing element, the element's own code for the rest.
+        rows = self._rows.find(bad, default=-1)
+        # Why: the table's row for a missing element, the element's own code for the rest.
         lost = tf.size(bad) - tf.size(marked)
         reasons = tf.concat([rows[:lost, 3], tf.cast(marked, tf.int64)], 0)
         rows = tf.concat([rows[:, :3], reasons[:, None]], 1)
-        # A row overwritten since (the ring wrapped) no longer names its file.
+        # A row never written (or already removed) does not name its file.
         text = _describe(self._files, rows, tf.equal(rows[:, 0], bad))
         count = tf.size(bad, out_type=tf.int64)
         stall_text = STALLED.format(limit=self.limit)
@@ -274,7 +280,7 @@ _REASONS = ("", PROBLEMS[PROBLEM_UNREADABLE], "", DECODE_FAILED, BATCH_FAILED)
 
 
 def _describe(files: tf.Tensor, rows: tf.Tensor, known: tf.Tensor) -> tf.Tensor:
-    """Ring rows [k, 4] -> one string naming the first NAMED: "file (record r): reason; ..."."""
+    """Table rows [k, 4] -> one string naming the first NAMED: "file (record r): reason; ..."."""
     shown = rows[:NAMED]
     names = tf.gather(files, tf.maximum(shown[:, 1], 0))
     names = tf.where(known[:NAMED], names, "an example whose file is no longer known")
@@ -296,3 +302,47 @@ def _describe(files: tf.Tensor, rows: tf.Tensor, known: tf.Tensor) -> tf.Tensor:
             tf.where(more > 0, tf.strings.join([" and ", tf.strings.as_string(more), " more"]), ""),
         ]
     )
+
+
+class _SharedTable:
+    """An int64 hash table (key -> [width] values) that every tf.data function using it
+    finds by its shared name: one table per process (or per tf.data service worker)."""
+
+    def __init__(self, name: str, *, width: int) -> None:
+        self.name = name
+        self.width = width
+
+    def _handle(self) -> tf.Tensor:
+        return tf.raw_ops.MutableHashTableOfTensorsV2(
+            key_dtype=tf.int64,
+            value_dtype=tf.int64,
+            value_shape=[self.width],
+            shared_name=self.name,
+            use_node_name_sharing=False,
+        )
+
+    def insert(self, keys: tf.Tensor, values: tf.Tensor) -> tf.Operation:
+        values = tf.reshape(tf.cast(values, tf.int64), [-1, self.width])
+        return tf.raw_ops.LookupTableInsertV2(
+            table_handle=self._handle(), keys=tf.cast(keys, tf.int64), values=values
+        )
+
+    def find(self, keys: tf.Tensor, *, default: int) -> tf.Tensor:
+        """[len(keys), width]; `default` in every column of a key not in the table."""
+        return tf.raw_ops.LookupTableFindV2(
+            table_handle=self._handle(),
+            keys=tf.cast(keys, tf.int64),
+            default_value=tf.fill([self.width], tf.constant(default, tf.int64)),
+        )
+
+    def remove(self, keys: tf.Tensor) -> tf.Operation:
+        return tf.raw_ops.LookupTableRemoveV2(
+            table_handle=self._handle(), keys=tf.cast(keys, tf.int64)
+        )
+
+    def values(self) -> tf.Tensor:
+        """Every value in the table, flattened."""
+        _, values = tf.raw_ops.LookupTableExportV2(
+            table_handle=self._handle(), Tkeys=tf.int64, Tvalues=tf.int64
+        )
+        return tf.reshape(values, [-1])

@@ -101,12 +101,15 @@ def build_dataset(
     worker_index: int = 0,
     num_workers: int = 1,
     epoch: int = 0,
+    service_workers: int = 0,
 ) -> tf.data.Dataset:
     """Batches of (images uint8 [B, S, S, 1], gray 0..255; labels float32 [B, 14]) for
     worker `worker_index` of `num_workers`.
 
     Training repeats forever; evaluation passes over the worker's share once. `epoch`
     offsets the shuffle and flip seeds, for callers that build one dataset per epoch.
+    With `service_workers` > 0 the dataset is meant for a tf.data service of that many
+    workers (bench.service.pool): each takes a disjoint part of this worker's share.
     """
     if not 0 <= worker_index < num_workers:
         raise ValueError(f"worker_index {worker_index} is not in 0..{num_workers - 1}")
@@ -122,6 +125,7 @@ def build_dataset(
         shuffle_seed=seed,
         cycle_length=options.cycle_length,
         shuffle_buffer=options.shuffle_buffer,
+        service_workers=service_workers,
     )
     guard = BadDataGuard(source.files, skip_bad=options.skip_bad, batch_size=options.batch_size)
     parallel = (options.parallel_calls or tf.data.AUTOTUNE) if tuned else None

@@ -44,6 +44,8 @@ READ_BUFFER_BYTES = 8 * 1024 * 1024
 plain = tf.autograph.experimental.do_not_convert
 
 Element = dict[str, tf.Tensor]
+# Replaced by (service workers, this worker's index) on each tf.data service worker.
+SHARD_HINT = tf.data.experimental.SHARD_HINT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +81,9 @@ class ReadPlan:
     shuffle_seed: int
     cycle_length: int | None = None
     shuffle_buffer: int = 1024
+    # > 0: read by that many tf.data service workers (bench.service.pool), each taking
+    # its own part of this worker's share through a SHARD_HINT the service fills in.
+    service_workers: int = 0
 
 
 def raw_source(data_dir: Path, split: str, *, val_fraction: float = 0.1, seed: int = 0) -> Source:
@@ -225,6 +230,8 @@ def _raw_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
     paths = tf.constant(source.files)
     labels = tf.constant(source.labels, tf.float32)
     ids = tf.data.Dataset.range(len(source.files)).shard(plan.num_workers, plan.worker_index)
+    if plan.service_workers:
+        ids = ids.shard(SHARD_HINT, SHARD_HINT)
     if plan.training:
         ids = ids.shuffle(len(source.files), seed=plan.shuffle_seed, reshuffle_each_iteration=True)
     if plan.repeat:
@@ -244,8 +251,12 @@ def _raw_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
 def _tfrecord_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
     file_sharding = uses_file_sharding(source, plan)
     shard_ids = tf.data.Dataset.range(len(source.files))
+    # Service workers split whole shards too where every one gets some, else records.
+    service_files = file_sharding and len(source.files) >= plan.num_workers * plan.service_workers
     if file_sharding:
         shard_ids = shard_ids.shard(plan.num_workers, plan.worker_index)
+    if plan.service_workers and service_files:
+        shard_ids = shard_ids.shard(SHARD_HINT, SHARD_HINT)
     if plan.training:
         shard_ids = shard_ids.shuffle(
             len(source.files), seed=plan.shuffle_seed, reshuffle_each_iteration=True
@@ -255,7 +266,9 @@ def _tfrecord_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
     read = _shard_reader(source, buffer_size=READ_BUFFER_BYTES if plan.parallel else None)
     if plan.parallel:
         # Element sharding needs every worker to see the same order before it shards.
-        deterministic = not (plan.training and file_sharding)
+        deterministic = not (
+            plan.training and file_sharding and (service_files or not plan.service_workers)
+        )
         records = shard_ids.interleave(
             plain(read),
             cycle_length=plan.cycle_length or tf.data.AUTOTUNE,
@@ -266,6 +279,8 @@ def _tfrecord_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
         records = shard_ids.flat_map(plain(read))
     if not file_sharding:
         records = records.shard(plan.num_workers, plan.worker_index)
+    if plan.service_workers and not service_files:
+        records = records.shard(SHARD_HINT, SHARD_HINT)
     if plan.training and plan.shuffle_buffer > 1:
         records = records.shuffle(
             plan.shuffle_buffer, seed=plan.shuffle_seed + 1, reshuffle_each_iteration=True

@@ -6,6 +6,7 @@ reason); `make_source` and `rank_dataset` build this rank's share through bench/
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,19 +112,41 @@ def pipeline_options(config: RunConfig, *, training: bool) -> Any:
     )
 
 
+# The input-service pool this process's job reads through (bench.job.main sets it for
+# the duration of the job with `reading_through`); None: the pipeline runs in-process.
+_SERVICE: list[Any] = []
+
+
+@contextlib.contextmanager
+def reading_through(service: Any) -> Iterator[None]:
+    """Make `rank_dataset` read through `service` (a bench.job.service.JobService,
+    or None for in-process) while inside."""
+    _SERVICE.append(service)
+    try:
+        yield
+    finally:
+        _SERVICE.pop()
+
+
 def rank_dataset(
     config: RunConfig, engine: Any, source: Any, *, training: bool, epoch: int = 0
 ) -> Any:
-    """This rank's share of `source` through the configured pipeline."""
+    """This rank's share of `source` through the configured pipeline: built here, or on
+    the input-service workers (each a disjoint part of the share) and read from them."""
     from bench.input.pipelines import build_dataset
 
-    return build_dataset(
+    service = _SERVICE[-1] if _SERVICE else None
+    dataset = build_dataset(
         source,
         pipeline_options(config, training=training),
         worker_index=engine.rank,
         num_workers=engine.size,
         epoch=epoch,
+        service_workers=service.workers if service is not None else 0,
     )
+    if service is None:
+        return dataset
+    return service.read(dataset, rank=engine.rank, part="train" if training else f"val-{epoch}")
 
 
 def make_source(config: RunConfig, split: str) -> Any:

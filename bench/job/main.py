@@ -13,9 +13,10 @@ validation and AUC). Rank 0 writes exactly one result file (bench.contract.resul
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from bench.contract.config import RunConfig
 from bench.job.cache_state import residency_at_end, set_cache_state, storage_environment
 from bench.job.failure_cause import plain_cause
 from bench.job.fit_mode import run_fit_mode
-from bench.job.inputs import InputError, check_inputs
+from bench.job.inputs import DATA_MODES, InputError, check_inputs, reading_through
 from bench.job.modes import RankOutcome, dump_weights, run_pipeline, run_synthetic, run_train
 from bench.job.record import assemble, failure
 
@@ -42,9 +43,41 @@ def execute(config: RunConfig, engine: Any, device: str, *, run_id: str) -> Rank
 
 
 def run_rank(
+    config: RunConfig,
+    engine: Any,
+    device: str,
+    *,
+    run_id: str,
+    started_at: str,
+    on_service_death: Callable[[str], None] | None = None,
+) -> dict[str, Any] | None:
+    """Every rank runs this; rank 0 returns the result document, the others None.
+
+    With input_workers, the job reads through an input-service pool: the sweep's, or one
+    rank 0 starts here and stops after every rank is done (the gathers below wait)."""
+    from bench.job.service import job_service
+
+    log_dir = Path(config.output_dir) / f"service-r{config.repeat}-{run_id}"
+    with job_service(
+        workers=config.input_workers if config.mode in DATA_MODES else 0,
+        target=config.input_service,
+        log_dir=Path(config.input_service_dir or log_dir),
+        run_id=run_id,
+        engine=engine,
+        cores_each=config.input_worker_cores,
+        on_death=on_service_death,
+    ) as service:
+        with reading_through(service):
+            result = _run_rank(config, engine, device, run_id=run_id, started_at=started_at)
+        if result is not None and service is not None:
+            window = (result.get("telemetry") or {}).get("measured_window_s")
+            result["input_service"] = service.describe(tuple(window) if window else None)
+        return result
+
+
+def _run_rank(
     config: RunConfig, engine: Any, device: str, *, run_id: str, started_at: str
 ) -> dict[str, Any] | None:
-    """Every rank runs this; rank 0 returns the result document, the others None."""
     from bench.job import environment as environment_capture
     from bench.job.rank_gpus import telemetry_for_rank
 
@@ -110,8 +143,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     # Every rank must agree on the run's identity: rank 0's.
     run_id, started_at = engine.broadcast_object((run_id, started_at))
+
+    def service_died(message: str) -> None:
+        # A rank blocked on a dead worker never returns: fail the run from the watcher.
+        print(f"bench.run: error: {message}", file=sys.stderr, flush=True)
+        _write_failure(
+            config, run_id, started_at, message, EXIT_FAILED, engine.size, engine.name, message
+        )
+        os._exit(EXIT_FAILED)
+
     try:
-        result = run_rank(config, engine, device, run_id=run_id, started_at=started_at)
+        result = run_rank(
+            config,
+            engine,
+            device,
+            run_id=run_id,
+            started_at=started_at,
+            on_service_death=service_died,
+        )
     except InputError as error:
         print(f"bench.run: error: {error}", file=sys.stderr)
         if engine.rank == 0:

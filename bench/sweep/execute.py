@@ -8,6 +8,9 @@ tiny script in a test. For each job it
 - on timeout stops the whole group: SIGTERM, then SIGKILL after a grace period;
 - on Ctrl-C (KeyboardInterrupt) stops the whole group the same way and re-raises, writing
   nothing: an interrupted run is not a failure;
+- with an input-service pool (cells with `input_workers`), starts it first, passes its
+  address on, fails the job with the server's log if one dies, and stops it after, whatever
+  happened (bench.service.pool);
 - when the job wrote no result file for its repeat (crash, timeout, launcher failure),
   writes one with `bench.contract.results.failure_result` (status failed or timeout, exit code,
   log tail), so that every attempted repeat leaves exactly one record.
@@ -16,12 +19,13 @@ tiny script in a test. For each job it
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,9 +33,11 @@ from typing import Any, TextIO
 import psutil
 
 from bench.contract import results
+from bench.service.pool import ServiceConfig, ServiceError, ServicePool, ServiceWorkerDied
 from converters.children import die_with_parent
 
 LOG_TAIL_CHARS = 4000
+WATCH_PERIOD_S = 0.5  # how often a job's input-service pool is checked
 EARLIER_ERROR_LINES = 8
 _LOG_SCAN_BYTES = 8 << 20  # error lines are looked for in the log's last 8 MB
 _LINE_CHARS = 400
@@ -53,6 +59,8 @@ class Job:
     cell: Mapping[str, Any] = field(default_factory=dict)
     sweep: str | None = None
     config: Mapping[str, Any] | None = None
+    # An input-service pool to start before the job and stop after it, whatever happened.
+    service: ServiceConfig | None = None
 
     @property
     def log_path(self) -> Path:
@@ -79,7 +87,7 @@ def run_job(job: Job) -> Outcome:
     with job.log_path.open("ab") as log:
         log.write(f"# chexbench runner {results.utc_now()}: {shlex.join(job.argv)}\n".encode())
         log.flush()
-        exit_code, timed_out, launch_error = _execute(job, log)
+        exit_code, timed_out, launch_error = _execute_served(job, log)
     wall_s = time.monotonic() - started
     written = _results_for(job, set(results.find_results(job.directory)) - before)
     if written:
@@ -92,8 +100,41 @@ def run_job(job: Job) -> Outcome:
     return Outcome(job, status, exit_code, wall_s, path, message)
 
 
-def _execute(job: Job, log: Any) -> tuple[int | None, bool, str | None]:
-    """Exit code, whether it timed out, and why it could not start (None if it started)."""
+def _execute_served(job: Job, log: Any) -> tuple[int | None, bool, str | None]:
+    """`_execute`, with the job's input-service pool up around it (if it has one): the job
+    learns its address from two flags appended to its argv (bench.run's come last), and a
+    server that dies fails the job with that server's log."""
+    if job.service is None:
+        return _execute(job, log)
+    pool = ServicePool(job.service)
+    try:
+        try:
+            pool.start()
+        except ServiceError as error:
+            log.write(f"# chexbench runner: {error}\n".encode())
+            return None, False, f"the input service did not start: {error}"
+        argv = (*job.argv, "--input-service", pool.target)
+        argv += ("--input-service-dir", str(job.service.log_dir))
+        log.write(f"# chexbench runner: input service {pool.target}: {shlex.join(argv)}\n".encode())
+        log.flush()
+        return _execute(dataclasses.replace(job, argv=argv), log, watch=lambda: _ended(pool))
+    finally:
+        pool.stop()
+
+
+def _ended(pool: ServicePool) -> str | None:
+    try:
+        pool.check()
+    except ServiceWorkerDied as died:
+        return str(died)
+    return None
+
+
+def _execute(
+    job: Job, log: Any, *, watch: Callable[[], str | None] | None = None
+) -> tuple[int | None, bool, str | None]:
+    """Exit code, whether it timed out, and why it could not start or was stopped (None
+    if it ran its course). `watch` is polled while the job runs: a message stops it."""
     try:
         process = subprocess.Popen(
             list(job.argv),
@@ -107,8 +148,23 @@ def _execute(job: Job, log: Any) -> tuple[int | None, bool, str | None]:
     except OSError as error:
         log.write(f"# chexbench runner: cannot start {job.argv[0]}: {error}\n".encode())
         return None, False, f"cannot start {job.argv[0]!r}: {error.strerror or error}"
+    deadline = time.monotonic() + job.timeout_s
     try:
-        exit_code = process.wait(timeout=job.timeout_s)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                exit_code = process.wait(
+                    timeout=max(0.0, min(left, WATCH_PERIOD_S if watch else left))
+                )
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    raise
+                stopped = watch() if watch is not None else None
+                if stopped is not None:
+                    stop_group(process, job.kill_grace_s)
+                    log.write(f"# chexbench runner: job stopped: {stopped}\n".encode())
+                    return process.returncode, False, stopped
     except subprocess.TimeoutExpired:
         stop_group(process, job.kill_grace_s)
         log.write(

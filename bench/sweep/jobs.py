@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from bench.contract.cell import cell_record, engine_name
 from bench.contract.config import config_dict
+from bench.service.pool import ServiceConfig
 from bench.sweep import launchers
 from bench.sweep.execute import Job, Progress, repeat_statuses, run_job, skip
 from bench.sweep.plan import Cell
@@ -60,9 +61,31 @@ def pending_jobs(
             cell=result_cell(cell),
             sweep=cell.config.sweep,
             config=config_dict(cell.config.replace(repeat=repeat)),
+            service=service_config(cell, sweep_dir / cell.folder / f"service-r{repeat}", env),
         )
         jobs.append(PlannedJob(job, cell))
     return jobs
+
+
+def service_config(
+    cell: Cell, log_dir: Path, env: Mapping[str, str] | None
+) -> ServiceConfig | None:
+    """The input-service pool the sweep starts before this cell's job, or None."""
+    workers = cell.config.input_workers
+    if workers < 1 or cell.config.mode == "synthetic":  # nothing to read
+        return None
+    spec = cell.input_service
+    return ServiceConfig(
+        workers=workers,
+        log_dir=log_dir,
+        hosts=spec.hosts,
+        cores_each=cell.config.input_worker_cores,
+        dispatcher_host=spec.dispatcher_host,
+        base_port=spec.base_port,
+        start_timeout_s=spec.start_timeout_s,
+        remote_command=spec.remote_command,
+        env=dict(env) if env is not None else None,
+    )
 
 
 def result_cell(cell: Cell, env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from bench.sweep.schema import (
     CONFIG_KEYS,
     DEFAULTS,
     SYNTHETIC_IGNORES,
+    InputServiceSpec,
     KeyPath,
     LauncherSpec,
     Sweep,
@@ -47,6 +48,8 @@ class Cell:
     encoding: str | None = None
     # Why RunConfig rejects these settings (reported by check()), or None.
     problem: str | None = None
+    # Where input-service workers run (cells with input_workers > 0).
+    input_service: InputServiceSpec = field(default_factory=InputServiceSpec)
 
     @property
     def folder(self) -> str:
@@ -148,6 +151,7 @@ def _cell(sweep: Sweep, combo: Combo, results_dir: Path) -> Cell:
         origins=types.MappingProxyType(origins),
         encoding=_encoding(sweep, settings),
         problem=problem,
+        input_service=sweep.input_service,
     )
 
 

@@ -3,7 +3,7 @@
 A sweep file (YAML) has these top-level keys (see docs/sweeps.md for the reference):
 
     name, description, base, axes, include, exclude, conversions, launcher, timeout_s,
-    repeats, worker, fit_target_auc
+    repeats, worker, fit_target_auc, input_service, demand
 
 `base` holds settings for every cell: any RunConfig field, `gpus`, `nodes`, `conversion`,
 and the data: `data_dir` (a ChestX-ray14 folder) or `synthetic: {images, size, seed}`.
@@ -49,9 +49,20 @@ TOP_KEYS = (
     "worker",
     "slurm",
     "fit_target_auc",
+    "input_service",
+    "demand",
 )
 # RunConfig fields the sweep sets itself, never the sweep file.
-RUNNER_FIELDS = ("output_dir", "sweep", "cell_id", "repeat", "extra", "records_dir")
+RUNNER_FIELDS = (
+    "output_dir",
+    "sweep",
+    "cell_id",
+    "repeat",
+    "extra",
+    "records_dir",
+    "input_service",
+    "input_service_dir",
+)
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in RUNNER_FIELDS)
 CELL_KEYS = (*CONFIG_KEYS, "gpus", "nodes", "conversion")
 DEFAULTS: dict[str, Any] = {
@@ -76,6 +87,8 @@ SYNTHETIC_IGNORES = (
     "skip_bad",
     "page_cache",
     "drop_caches",
+    "input_workers",
+    "input_worker_cores",
 )
 MINIMUM = {
     "batch_per_gpu": 1,
@@ -93,6 +106,8 @@ MINIMUM = {
     "prefetch": 0,
     "private_threads": 1,
     "seed": 0,
+    "input_workers": 0,
+    "input_worker_cores": 1,
 }
 SYNTHETIC_KEYS = {"images": 240, "size": 64, "seed": 0, "layout": "archive"}
 CONVERSION_KEYS = (
@@ -122,6 +137,7 @@ LAUNCHER_KEYS = (
     "kill_grace_s",
 )
 SLURM_KEYS = ("time_limit", "partition", "account", "qos", "job_name", "directives")
+INPUT_SERVICE_KEYS = ("hosts", "dispatcher_host", "base_port", "start_timeout_s", "remote_command")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PRECISION_TAGS = {"fp32": "fp32", "mixed_float16": "fp16", "mixed_bfloat16": "bf16"}
@@ -253,6 +269,19 @@ class ConversionSpec:
         return values
 
 
+@dataclass(frozen=True, kw_only=True)
+class InputServiceSpec:
+    """The `input_service:` section: where a cell's input-service workers run (cells
+    with `input_workers` > 0; the sweep starts the pool before each job and stops it after).
+    """
+
+    hosts: tuple[str, ...] = ()  # empty: this host; else round robin over these
+    dispatcher_host: str = "localhost"  # the name the workers reach this host by
+    base_port: int | None = None  # fixed ports from here (needed with hosts)
+    start_timeout_s: float = 120.0
+    remote_command: tuple[str, ...] = ("ssh", "-o", "BatchMode=yes")
+
+
 @dataclass(frozen=True)
 class Sweep:
     """A loaded, schema-checked sweep file."""
@@ -274,6 +303,9 @@ class Sweep:
     locations: Mapping[KeyPath, str]
     slurm: BatchSpec = field(default_factory=BatchSpec)
     fit_target_auc: float | None = None  # the report's quality target, no cell setting
+    input_service: InputServiceSpec = dataclasses.field(default_factory=InputServiceSpec)
+    # Reference rates (images/s one GPU consumes) for the report's capacity section.
+    demand: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def where(self, path: KeyPath) -> str:
         """`file:line: key.path` for messages; the closest located parent if unlocated."""

@@ -17,6 +17,7 @@ from bench.sweep.schema import (
     CELL_KEYS,
     CONVERSION_KEYS,
     DEFAULTS,
+    INPUT_SERVICE_KEYS,
     LAUNCHER_CONTROLLERS,
     LAUNCHER_KEYS,
     LAUNCHER_KINDS,
@@ -27,6 +28,7 @@ from bench.sweep.schema import (
     TOP_KEYS,
     BatchSpec,
     ConversionSpec,
+    InputServiceSpec,
     KeyPath,
     LauncherSpec,
     Sweep,
@@ -97,6 +99,10 @@ class Reader:
         worker = self.worker(document.get("worker"))
         batch = self.slurm(self.mapping(document, "slurm"))
         fit_target_auc = self.target(document.get("fit_target_auc"))
+        input_service = self.input_service(self.mapping(document, "input_service"))
+        demand = self.demand(self.mapping(document, "demand"))
+        if self.problems:
+            return None
         return Sweep(
             name=name if isinstance(name, str) else "unnamed",
             source=self.source,
@@ -115,6 +121,8 @@ class Reader:
             locations=dict(self.locations),
             slurm=batch,
             fit_target_auc=fit_target_auc,
+            input_service=input_service,
+            demand=demand,
         )
 
     def mapping(self, document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -314,6 +322,43 @@ class Reader:
             self.problem((*path, key), f"must be {kind} of at least {minimum}, got {value!r}")
             return default
         return value
+
+    def input_service(self, value: Mapping[str, Any]) -> InputServiceSpec:
+        path: KeyPath = ("input_service",)
+        self.unknown_keys(value, INPUT_SERVICE_KEYS, path)
+        settings: dict[str, Any] = {}
+        if value.get("hosts") is not None:
+            hosts = value["hosts"]
+            items = hosts.split(",") if isinstance(hosts, str) else hosts
+            settings["hosts"] = tuple(self.strings(items, (*path, "hosts")))
+        if value.get("dispatcher_host") is not None:
+            settings["dispatcher_host"] = str(value["dispatcher_host"])
+        if value.get("base_port") is not None:
+            port = value["base_port"]
+            if not _is_int(port) or not 1024 <= port <= 65000:
+                self.problem((*path, "base_port"), f"must be a port in 1024..65000, got {port!r}")
+            settings["base_port"] = port
+        if settings.get("hosts") and "base_port" not in settings:
+            self.problem((*path, "base_port"), "workers on other hosts need fixed ports")
+        if "start_timeout_s" in value:
+            settings["start_timeout_s"] = self.number(
+                value, "start_timeout_s", 120.0, minimum=1, path=path
+            )
+        if "remote_command" in value:
+            settings["remote_command"] = tuple(
+                self.strings(value["remote_command"], (*path, "remote_command"))
+            )
+        return InputServiceSpec(**settings)
+
+    def demand(self, value: Mapping[str, Any]) -> dict[str, float]:
+        """{name: images/s one GPU consumes}: reference rates for the capacity report."""
+        rates = {}
+        for name, rate in value.items():
+            if isinstance(rate, bool) or not _is_number(rate) or rate <= 0:
+                self.problem(("demand", name), f"must be a positive images/s, got {rate!r}")
+                continue
+            rates[str(name)] = float(rate)
+        return rates
 
     def target(self, value: Any) -> float | None:
         """`fit_target_auc`: a mean AUC in (0, 1], or absent."""
