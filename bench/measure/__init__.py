@@ -1,4 +1,5 @@
-"""Tools that measure the input on its own: `probe` (a pipeline's rate), `ceiling` (the
-per-format bound), `pipeline_benchmark` (`python -m bench.pipeline_benchmark`),
-`storage_probe` (cold and warm read rates of raw files and shards, once per sweep).
+"""Tools that measure the input on its own: `probe` (a pipeline's rate), `bound` (the
+per-format bound no correct pipeline can beat), `pipeline_benchmark`
+(`python -m bench.pipeline_benchmark`), `storage_probe` (cold and warm read rates of raw
+files and shards, once per sweep).
 """
