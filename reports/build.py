@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports import conclusions, tables
+from reports import conclusions, conversion_tables, gpu_tables, tables
 from reports.accuracy_section import TITLE as ACCURACY_TITLE
 from reports.accuracy_section import time_to_accuracy
 from reports.capacity import DemandError, capacity_rows, service_worker_cores
@@ -74,13 +74,16 @@ def build_report(
         ),
         Section(
             "GPU utilization",
-            (tables.gpu_table(cells, runs, documents),),
+            (gpu_tables.gpu_table(cells, runs, documents),),
             (figures["gpu_utilization.png"],),
         ),
         capacity,
         Section(
             "Conversion cost and pay-off",
-            (tables.conversion_table(sets), tables.payoff_table(cells, conversions)),
+            (
+                conversion_tables.conversion_table(sets),
+                conversion_tables.payoff_table(cells, conversions),
+            ),
         ),
     ]
     fit_tables, fit_figure, fit_lines = time_to_accuracy(

@@ -7,7 +7,7 @@ with only raw cells has no speedup table, and the table's `missing` reason says 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -17,14 +17,10 @@ from reports.format import (
     NA,
     Table,
     fmt_epochs,
-    fmt_megabytes,
     fmt_number,
     fmt_pct,
     fmt_rate,
     fmt_ratio,
-    fmt_seconds,
-    fmt_yes_no,
-    fraction,
     headers_for,
     identity,
     identity_keys,
@@ -32,8 +28,6 @@ from reports.format import (
     numeric_flags,
 )
 from reports.frame import CELL_KEYS, NA_KEY, cell_estimate
-from reports.load import ResultsSet
-from reports.telemetry import GpuStats, cell_gpu_stats, cell_host_cpu_pct
 
 
 def throughput_table(cells: pd.DataFrame) -> Table:
@@ -273,168 +267,6 @@ def input_bound_table(cells: pd.DataFrame) -> Table:
         rows,
         numeric,
         tuple(notes),
-    )
-
-
-def gpu_table(
-    cells: pd.DataFrame, runs: pd.DataFrame, results: Mapping[str, dict[str, Any]]
-) -> Table:
-    intro = (
-        "NVML samples inside each run's measured window (warm-up excluded), pooled over "
-        "the cell's GPUs and repeats: mean and 10th percentile of utilization (p10: "
-        "the level the GPUs stay above 90% of the time), mean power per GPU, peak "
-        "memory used on any one GPU. Host CPU: the mean use of all the hosts' cores in the "
-        "same window (psutil), where the input pipeline decodes (a pipeline probe shorter "
-        "than one sampling period: the probe's own figure)."
-    )
-    if cells.empty:
-        return Table(
-            "gpu", "GPU and host utilization, power and memory", intro, missing="no run finished"
-        )
-    keys = identity_keys(cells, always=("model", "mode", "gpus"))
-    rows = []
-    unwindowed = False
-    reasons: list[str] = []
-    ok = runs[runs["status"] == "ok"]
-    for _, cell in cells.iterrows():
-        mask = (ok[list(CELL_KEYS)] == cell[list(CELL_KEYS)]).all(axis=1)
-        cell_results = [results[path] for path in ok[mask]["path"]]
-        stats = cell_gpu_stats(cell_results)
-        host_cpu = fmt_pct(fraction(cell_host_cpu_pct(cell_results)))
-        if isinstance(stats, GpuStats):
-            unwindowed = unwindowed or not stats.windowed
-            figures = (
-                fmt_pct(fraction(stats.utilization_mean_pct)),
-                fmt_pct(fraction(stats.utilization_p10_pct)),
-                fmt_number(stats.power_mean_w),
-                fmt_number(stats.memory_peak_gib),
-                str(stats.samples),
-            )
-        else:
-            reasons += [] if stats in reasons else [stats]
-            mark = f"{NA} [{reasons.index(stats) + 1}]"
-            figures = (mark, mark, mark, mark, "0")
-        rows.append((*identity(cell, keys), *figures, host_cpu))
-    notes = tuple(
-        f"[{number}] No GPU samples: {reason}." for number, reason in enumerate(reasons, start=1)
-    )
-    if unwindowed:
-        notes += ("Some runs recorded no measured window: their warm-up samples are included.",)
-    headers = (
-        *headers_for(keys),
-        "Utilization mean",
-        "Utilization p10",
-        "Power mean (W/GPU)",
-        "Memory peak (GiB)",
-        "Samples",
-        "Host CPU mean",
-    )
-    return Table(
-        "gpu",
-        "GPU and host utilization, power and memory",
-        intro,
-        headers,
-        tuple(rows),
-        numeric_flags(keys, 6),
-        notes,
-    )
-
-
-def conversion_table(sets: Sequence[ResultsSet]) -> Table:
-    intro = (
-        "What preparing the TFRecords cost (converters.tfrecord, recorded by the sweep). "
-        "Reused: the sweep found the conversion already made; the time is the original "
-        "conversion's."
-    )
-    records = [(results.label, record) for results in sets for record in results.conversions]
-    if not records:
-        return Table(
-            "conversion",
-            "Conversion cost",
-            intro,
-            missing="these results hold no conversions/*.json record",
-        )
-    multi = len(sets) > 1
-    rows = []
-    for label, record in records:
-        row = (
-            record.get("name", NA),
-            str(record.get("encoding") or NA),
-            str(record.get("resize") or "source size"),
-            str(record.get("compression") or NA),
-            fmt_number(record.get("images"), 0),
-            fmt_number(record.get("wall_seconds")),
-            fmt_rate(record.get("images_per_sec")),
-            fmt_megabytes(record.get("bytes_in")),
-            fmt_megabytes(record.get("bytes_out")),
-            fmt_yes_no(record.get("reused")),
-        )
-        rows.append((label, *row) if multi else row)
-    headers = (
-        "Name",
-        "Encoding",
-        "Resize",
-        "Compression",
-        "Images",
-        "Wall time (s)",
-        "Images/s",
-        "MB in",
-        "MB out",
-        "Reused",
-    )
-    numeric = (False,) * 4 + (True,) * 5 + (False,)
-    if multi:
-        headers, numeric = ("Source", *headers), (False, *numeric)
-    return Table("conversion", "Conversion cost", intro, headers, tuple(rows), numeric)
-
-
-def payoff_table(
-    cells: pd.DataFrame, conversions: Mapping[tuple[str, str], dict[str, Any]]
-) -> Table:
-    intro = (
-        "When does converting to TFRecords pay for itself? Epoch time = dataset images / "
-        "images/s; pay-off = conversion wall time / (epoch time raw - epoch time "
-        'tfrecord), in epochs. "never": the tfrecord cell is not faster. The interval '
-        "follows the speedup's 95% interval (the raw epoch time held at its value); its "
-        'upper end is "never" where the speedup may be 0 or below.'
-    )
-    frame = analysis.payoff_frame(cells, conversions)
-    if frame.empty:
-        reason = (
-            "no conversion record"
-            if not conversions
-            else "no train or fit tfrecord cell with both a matching raw cell and its "
-            "conversion record"
-        )
-        return Table("payoff", "Conversion pay-off", intro, missing=reason)
-    keys = identity_keys(frame, always=("model", "gpus"))
-    rows = tuple(
-        (
-            *identity(row, keys),
-            fmt_seconds(row["epoch_raw_s"]),
-            fmt_seconds(row["epoch_tfrecord_s"]),
-            fmt_seconds(row["conversion_s"]),
-            fmt_epochs(row["epochs"]),
-            fmt_interval(row["epochs_low"], row["epochs_high"], fmt_epochs),
-        )
-        for _, row in frame.iterrows()
-    )
-    notes = ()
-    if frame["conversion_s"].isna().any():
-        notes = (
-            "n/a: the conversion record holds no positive wall time (a conversion resumed "
-            "or reused from elsewhere); its cost is unknown here.",
-        )
-    headers = (
-        *headers_for(keys),
-        "Epoch raw (s)",
-        "Epoch tfrecord (s)",
-        "Conversion (s)",
-        "Pays off after (epochs)",
-        "95% interval",
-    )
-    return Table(
-        "payoff", "Conversion pay-off", intro, headers, rows, numeric_flags(keys, 5), notes
     )
 
 
