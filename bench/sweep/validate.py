@@ -101,8 +101,8 @@ class Reader:
         fit_target_auc = self.target(document.get("fit_target_auc"))
         input_service = self.input_service(self.mapping(document, "input_service"))
         demand = self.demand(self.mapping(document, "demand"))
-        if self.problems:
-            return None
+        # With problems the sweep is still returned (as SweepError.partial), from its valid
+        # settings, so that planning and checks can add theirs to the same report.
         return Sweep(
             name=name if isinstance(name, str) else "unnamed",
             source=self.source,
