@@ -14,7 +14,7 @@ from reports import accuracy
 from reports.accuracy import FitRun
 from reports.accuracy_tables import NO_FIT, cell_name, labelled_cells, per_model_keys
 from reports.frame import CELL_KEYS
-from reports.plots import STYLE, Figure, _cycle, _panels, _png
+from reports.plots import STYLE, Figure, color_cycle, panels, png_bytes
 
 FIGURE_NAME = "fit_auc_time.png"
 
@@ -32,12 +32,12 @@ def auc_time_figure(found: Sequence[FitRun]) -> Figure:
     cells = accuracy.by_cell(found)
     models = sorted(set(frame["model"]))
     with plt.rc_context(STYLE):
-        figure, axes = _panels(len(models))
+        figure, axes = panels(len(models))
         for axis, model in zip(axes, models, strict=True):
             chosen = frame[frame["model"] == model]
             keys = per_model_keys(chosen)
             targets = set()
-            for color, (_, cell) in zip(_cycle(), chosen.iterrows(), strict=False):
+            for color, (_, cell) in zip(color_cycle(), chosen.iterrows(), strict=False):
                 runs = sorted(cells[tuple(cell[k] for k in CELL_KEYS)], key=lambda r: r.repeat)
                 for order, run in enumerate(runs):
                     _draw(axis, run, color, cell_name(cell, keys) if order == 0 else None, order)
@@ -50,7 +50,7 @@ def auc_time_figure(found: Sequence[FitRun]) -> Figure:
             axis.set_ylabel("mean validation AUC")
             axis.set_xlim(left=0)
             axis.legend(loc="lower right")
-        return Figure(FIGURE_NAME, title, caption, _png(figure))
+        return Figure(FIGURE_NAME, title, caption, png_bytes(figure))
 
 
 def _draw(axis: object, run: FitRun, color: str, label: str | None, order: int) -> None:

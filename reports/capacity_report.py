@@ -14,7 +14,7 @@ import numpy as np
 
 from reports import capacity
 from reports.format import Table, fmt_pct
-from reports.plots import COLORS, STYLE, Figure, _png
+from reports.plots import COLORS, STYLE, Figure, png_bytes
 
 TITLE = "Input capacity: cores per GPU"
 
@@ -126,7 +126,7 @@ def capacity_figure(
         axis.set_xlabel("demand: images/s one GPU consumes (log)")
         axis.set_ylabel("CPU cores per GPU needed (log)")
         axis.legend(loc="upper left", fontsize=7)
-        return Figure(name, TITLE, caption, _png(figure))
+        return Figure(name, TITLE, caption, png_bytes(figure))
 
 
 def _with_interval(value: float, low: float | None, high: float | None, scale: float) -> str:

@@ -95,9 +95,9 @@ def scaling_figure(cells: pd.DataFrame) -> Figure:
             name, title, caption, note="no series of cells ran at more than one GPU count"
         )
     models = sorted({key[0] for key in series})
-    figure, axes = _panels(len(models))
+    figure, axes = panels(len(models))
     for axis, model in zip(axes, models, strict=True):
-        for color, (key, points) in zip(_cycle(), _of_model(series, model), strict=False):
+        for color, (key, points) in zip(color_cycle(), _of_model(series, model), strict=False):
             gpus, ips = points["gpus"].tolist(), points["images_per_sec"].tolist()
             axis.errorbar(
                 gpus,
@@ -119,7 +119,7 @@ def scaling_figure(cells: pd.DataFrame) -> Figure:
                     linewidth=1,
                 )
         _gpu_axis(axis, cells, model, "images/s (global)")
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def efficiency_figure(cells: pd.DataFrame) -> Figure:
@@ -138,9 +138,9 @@ def efficiency_figure(cells: pd.DataFrame) -> Figure:
         )
     series = _series(frame)
     models = sorted({key[0] for key in series})
-    figure, axes = _panels(len(models))
+    figure, axes = panels(len(models))
     for axis, model in zip(axes, models, strict=True):
-        for color, (key, points) in zip(_cycle(), _of_model(series, model), strict=False):
+        for color, (key, points) in zip(color_cycle(), _of_model(series, model), strict=False):
             axis.errorbar(
                 points["gpus"].tolist(),
                 (points["efficiency"] * 100).tolist(),
@@ -157,7 +157,7 @@ def efficiency_figure(cells: pd.DataFrame) -> Figure:
         axis.axhline(100, color="black", linewidth=0.8, linestyle=":")
         axis.set_ylim(0, max(110, float(frame["efficiency"].max() * 100) + 10))
         _gpu_axis(axis, frame, model, "efficiency (%)")
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def speedup_figure(cells: pd.DataFrame) -> Figure:
@@ -196,7 +196,7 @@ def speedup_figure(cells: pd.DataFrame) -> Figure:
     bars = sorted({(row["model"], row["group"]) for _, row in training.iterrows()})
     figure, axis = plt.subplots(figsize=(7.5, 3.8))
     width = min(0.8 / len(bars), 0.3)  # one lone bar should not fill the axis
-    for index, (color, (model, group)) in enumerate(zip(_cycle(), bars, strict=False)):
+    for index, (color, (model, group)) in enumerate(zip(color_cycle(), bars, strict=False)):
         chosen = training[(training["model"] == model) & (training["group"] == group)]
         xs = [gpus.index(n) + (index - (len(bars) - 1) / 2) * width for n in chosen["gpus"]]
         values = (chosen["speedup"] * 100).tolist()
@@ -218,7 +218,7 @@ def speedup_figure(cells: pd.DataFrame) -> Figure:
     axis.set_ylabel("speedup (%)")
     axis.margins(y=0.2)
     axis.legend(loc="best")
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def formats_figure(cells: pd.DataFrame) -> Figure:
@@ -240,7 +240,7 @@ def formats_figure(cells: pd.DataFrame) -> Figure:
         group=[_label(row, keys, training) for _, row in training.iterrows()]
     )
     models = sorted(training["model"].unique())
-    figure, axes = _panels(len(models))
+    figure, axes = panels(len(models))
     for axis, model in zip(axes, models, strict=True):
         chosen = training[training["model"] == model]
         gpus = sorted(chosen["gpus"].unique())
@@ -272,7 +272,7 @@ def formats_figure(cells: pd.DataFrame) -> Figure:
         axis.set_ylabel("images/s (global)")
         axis.set_title(model, loc="left")
         axis.legend(loc="best")
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def _yerr(values: pd.Series, low: pd.Series, high: pd.Series) -> list[list[float]]:
@@ -299,7 +299,7 @@ def supply_demand_figure(cells: pd.DataFrame) -> Figure:
         missing = "synthetic" if demand.empty else "pipeline"
         return Figure(name, title, caption, note=f"no {missing}-mode cell in these results")
     figure, axis = plt.subplots(figsize=(7.5, 3.8))
-    colors = _cycle()
+    colors = color_cycle()
     for frame, style, varying, always in (
         (
             demand,
@@ -338,7 +338,7 @@ def supply_demand_figure(cells: pd.DataFrame) -> Figure:
     else:
         axis.set_ylim(bottom=0)
     axis.legend(loc="best")
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def utilization_figure(
@@ -367,7 +367,7 @@ def utilization_figure(
     )
     for axis, (cell_name, result) in zip(axes[:, 0], chosen, strict=True):
         series, window = run_series(result)
-        for color, device in zip(_cycle(), series, strict=False):
+        for color, device in zip(color_cycle(), series, strict=False):
             axis.plot(
                 device.t_s, device.utilization_pct, color=color, linewidth=1.2, label=device.label
             )
@@ -383,7 +383,7 @@ def utilization_figure(
                 f"{cell_name} ({len(series)} GPUs, one line each)", loc="left", fontsize=9
             )
     axes[-1, 0].set_xlabel("seconds since sampling started")
-    return Figure(name, title, caption, _png(figure))
+    return Figure(name, title, caption, png_bytes(figure))
 
 
 def _utilization_runs(
@@ -451,7 +451,7 @@ def _label(
     return " ".join(parts)
 
 
-def _panels(count: int) -> tuple[MplFigure, list[Any]]:
+def panels(count: int) -> tuple[MplFigure, list[Any]]:
     figure, axes = plt.subplots(1, count, figsize=(3.9 * count + 0.6, 3.6), squeeze=False)
     return figure, list(axes[0])
 
@@ -465,12 +465,12 @@ def _gpu_axis(axis: Any, frame: pd.DataFrame, model: str, ylabel: str) -> None:
     axis.legend(loc="best")
 
 
-def _cycle() -> Iterable[str]:
+def color_cycle() -> Iterable[str]:
     while True:
         yield from COLORS
 
 
-def _png(figure: MplFigure) -> bytes:
+def png_bytes(figure: MplFigure) -> bytes:
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})

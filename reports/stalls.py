@@ -40,7 +40,7 @@ import pandas as pd
 
 from reports.format import KEY_HEADERS, NA, Table, fmt_pct, fmt_rate, is_missing
 from reports.frame import NA_KEY
-from reports.plots import COLORS, STYLE, Figure, _png
+from reports.plots import COLORS, STYLE, Figure, png_bytes
 
 # The settings a synthetic cell shares with the train cells it is the compute time of.
 MODEL_KEYS = (
@@ -420,4 +420,4 @@ def stalls_figure(runs: pd.DataFrame) -> Figure:
         axis.set_ylabel("ms per step")
         axis.set_ylim(bottom=0)
         axis.legend(loc="best")
-        return Figure(name, title, caption, _png(figure))
+        return Figure(name, title, caption, png_bytes(figure))
