@@ -85,6 +85,8 @@ def service_workers(cores: float, cores_each: float) -> int:
 
 def gpu_time_lost(cpu_s_per_image: float, demand: float, host_cores_per_gpu: float) -> float:
     """Share of a GPU's time spent waiting for input with only `host_cores_per_gpu`."""
+    if cpu_s_per_image <= 0:
+        return 0.0  # input that costs nothing never keeps a GPU waiting
     supply = host_cores_per_gpu / cpu_s_per_image
     return max(0.0, 1.0 - supply / demand)
 
@@ -111,6 +113,8 @@ def run_cpu_cost(result: Mapping[str, Any]) -> tuple[float, int] | None:
         if not isinstance(worker_cpu_s, int | float):
             return None  # workers' CPU not measured: the cost would be too low
         cpu_s += worker_cpu_s
+    if cpu_s <= 0:
+        return None  # no CPU time resolved over the window: unmeasured, not free
     return cpu_s, images
 
 

@@ -63,6 +63,8 @@ def test_missing_parts_give_no_cost_never_a_low_one() -> None:
     no_cpu = _pipeline_result([(100.0, 1.0, 10)])
     no_cpu["details"]["probe"][0]["process_cpu_pct"] = None
     assert capacity.run_cpu_cost(no_cpu) is None
+    # a window too short for the CPU clock reads 0 % on every rank: unmeasured, not free
+    assert capacity.run_cpu_cost(_pipeline_result([(0.0, 0.003, 12), (0.0, 0.003, 12)])) is None
     train = _pipeline_result([(100.0, 1.0, 10)])
     train["cell"]["mode"] = "train"
     assert capacity.measured_costs([train]) == []
@@ -92,6 +94,7 @@ def test_cores_workers_and_gpu_time_lost_by_hand() -> None:
     # 4 cores per GPU supply 4 / 0.016 = 250 images/s: 1 - 250 / 2912 of the GPU waits.
     assert capacity.gpu_time_lost(0.016, 2912, 4) == pytest.approx(1 - 250 / 2912)
     assert capacity.gpu_time_lost(0.016, 2912, 50) == 0.0
+    assert capacity.gpu_time_lost(0.0, 2912, 4) == 0.0  # free input never starves a GPU
     with pytest.raises(ValueError, match="positive"):
         capacity.service_workers(4, 0)
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from bench.input.pipelines import PipelineOptions, build_dataset, raw_source
-from bench.measure.probe import probe
+from bench.measure.probe import HOST_CPU_MIN_WINDOW_S, probe
 
 SLOW_S = 0.25
 
@@ -42,10 +42,31 @@ def test_probe_excludes_and_records_the_warm_up() -> None:
     assert result.measured_s >= sum(result.batch_s)
     assert result.latency_p50_s <= result.latency_p90_s <= result.latency_p99_s
     assert result.process_cpu_pct is not None and result.process_cpu_pct >= 0
-    assert 0 <= result.host_cpu_pct <= 100 and result.cpu_count >= 1
+    # six near-empty batches last far less than the ticks /proc/stat counts in: not reported
+    assert result.measured_s < HOST_CPU_MIN_WINDOW_S and result.host_cpu_pct is None
+    assert result.cpu_count >= 1
     assert not result.exhausted and result.note is None
     document = json.loads(json.dumps(result.to_dict()))
     assert document["units"]["rate"] == "images/s" and len(document["batch_s"]) == 6
+
+
+def test_process_cpu_of_a_short_window_is_not_counted_in_ticks() -> None:
+    # Each batch burns 4 ms of CPU: 16 ms over the window, which 10 ms ticks read as 10 or 20.
+    spin_s, batches = 0.004, 4
+
+    def busy() -> Iterator[np.ndarray]:
+        for _ in range(batches + 1):
+            start = time.thread_time()
+            while time.thread_time() - start < spin_s:
+                pass
+            yield np.zeros((4, 8, 8, 1), np.uint8)
+
+    dataset = tf.data.Dataset.from_generator(
+        busy, output_signature=tf.TensorSpec([4, 8, 8, 1], tf.uint8)
+    )
+    result = probe(dataset, batch_size=4, batches=batches, warmup_batches=0)
+    cpu_s = result.process_cpu_pct / 100 * result.measured_s
+    assert spin_s * batches * 0.95 <= cpu_s <= spin_s * batches + 0.008, cpu_s
 
 
 def test_probe_measures_for_at_least_min_seconds() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +67,15 @@ def test_missing_key_and_bad_status_are_named(tmp_path: Path) -> None:
         write_result(tmp_path, incomplete)
     with pytest.raises(ResultSchemaError, match="'status'"):
         write_result(tmp_path, {**ok_result(), "status": "great"})
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("rate", [0.0, -5.0, float("nan"), "fast", True])
+def test_a_rate_that_is_not_positive_is_named(tmp_path: Path, rate: Any) -> None:
+    result = ok_result()
+    result["throughput"] = {**(result["throughput"] or {}), "images_per_sec": rate}
+    with pytest.raises(ResultSchemaError, match=r"'throughput\.images_per_sec'"):
+        write_result(tmp_path, result)
     assert not list(tmp_path.iterdir())
 
 

@@ -74,6 +74,7 @@ Optional (additive) keys:
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -198,6 +199,22 @@ def validate(result: Mapping[str, Any], *, where: str = "result") -> None:
         raise ResultSchemaError(f"{where}: status ok but neither 'throughput' nor 'details'")
     if result["status"] != "ok" and not result["error"]:
         raise ResultSchemaError(f"{where}: status {result['status']} needs an 'error'")
+    _validate_rate(result.get("throughput"), where)
+
+
+def _validate_rate(throughput: Any, where: str) -> None:
+    """A measured rate is a positive number; none measured is null, never 0."""
+    if throughput is None:
+        return
+    if not isinstance(throughput, Mapping):
+        raise ResultSchemaError(f"{where}: key 'throughput' is not an object")
+    rate = throughput.get("images_per_sec")
+    if rate is None:
+        return
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf:
+        raise ResultSchemaError(
+            f"{where}: key 'throughput.images_per_sec' is {rate!r}, expected a positive number"
+        )
 
 
 def write_result(directory: Path, result: Mapping[str, Any]) -> Path:

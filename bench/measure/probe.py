@@ -22,6 +22,8 @@ import psutil
 
 __all__ = ["ProbeResult", "probe"]
 
+HOST_CPU_MIN_WINDOW_S = 0.25  # machine-wide CPU below this is not reported (tick counts)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeResult:
@@ -78,8 +80,9 @@ def probe(
     if first is None:
         return _empty(batch_size, time_to_first, "the dataset yielded no batch")
     warmup = _timed_batches(iterator, warmup_batches)
-    process = psutil.Process()
-    cpu_before = process.cpu_times()
+    # process_time() is this process's user + system CPU, every thread, in nanoseconds;
+    # psutil's cpu_times() counts clock ticks (10 ms) and reads 0 % or 300 % on short windows.
+    cpu_before = time.process_time()
     psutil.cpu_percent(interval=None)  # starts the machine-wide window
     window_start = time.perf_counter()
     measured = _timed_batches(iterator, batches)
@@ -90,15 +93,16 @@ def probe(
         measured += more
     measured_s = time.perf_counter() - window_start
     host_pct = psutil.cpu_percent(interval=None)
-    cpu_after = process.cpu_times()
+    cpu_after = time.process_time()
     times = [seconds for seconds, _ in measured]
     images = sum(count for _, count in measured)
     exhausted = len(warmup) < warmup_batches or len(measured) < batches
     percentiles = _percentiles(times)
     process_pct = None
     if measured_s > 0:
-        used = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
-        process_pct = 100.0 * used / measured_s
+        process_pct = 100.0 * (cpu_after - cpu_before) / measured_s
+    if measured_s < HOST_CPU_MIN_WINDOW_S:
+        host_pct = None  # /proc/stat counts 10 ms ticks: a shorter window reads noise
     return ProbeResult(
         batch_size=batch_size,
         batches=len(measured),
