@@ -1,8 +1,9 @@
 """sweeps/fit-smoke.yaml end to end on CPU: real bench.run fit jobs, the real report.
 
-Shrunk with --set (fewer images and epochs); most of its minutes are TensorFlow start-up
-and tracing DenseNet121's training step, once per cell (the 2-process cell traces
-Horovod's gradient step too).
+Shrunk with --set (fewer images); most of its minutes are TensorFlow start-up and tracing
+DenseNet121's training step, once per cell (the 2-process cell traces Horovod's gradient
+step too). The same run checks that fit mode learns: the labels travel through both
+sources (the two one-process cells), so no other test traces DenseNet's fit for that.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import pytest
 from bench.contract import results
 
 REPO = Path(__file__).resolve().parent.parent
+# Enough epochs at 64 px for validation AUC to rise clearly above chance: DenseNet121
+# (CheXNet) at 64 px, as the synthetic marks' finest pattern has a period of a tenth of the
+# side, which 32 px would blur away.
+EPOCHS = 4
 
 
 @pytest.mark.slow
@@ -33,9 +38,9 @@ def test_fit_smoke_sweep_shows_time_to_accuracy(
         str(tmp_path / "results"),
         "--no-progress",
         "--set",
-        "base.synthetic.images=200",
+        "base.synthetic.images=240",
         "--set",
-        "base.epochs=2",
+        f"base.epochs={EPOCHS}",
     ]
     out, err = io.StringIO(), io.StringIO()
     code = run(parse_args(argv), environ=env, out=out, err=err)
@@ -46,12 +51,24 @@ def test_fit_smoke_sweep_shows_time_to_accuracy(
     assert len(found) == 3 and {r["status"] for r in found} == {"ok"}
     for result in found:
         fit = result["details"]["fit"]
-        assert len(fit["history"]) == 2 and fit["best_validation"]["examples"] > 0
-        assert all("elapsed_s" in entry for entry in fit["history"])
+        history = fit["history"]
+        assert len(history) == EPOCHS and fit["best_validation"]["examples"] > 0
+        assert all("elapsed_s" in entry for entry in history)
+        assert all(len(entry["val_auc_per_class"]) == 14 for entry in history)
+        assert fit["best_val_auc_mean"] == max(entry["val_auc_mean"] for entry in history)
         assert fit["checkpoint_rank"] == 0 and Path(fit["checkpoint"]).is_file()
         split = fit["validation_dataset"]["images"]
         assert {entry["val_examples"] for entry in fit["history"]} == {split}
         assert sum(fit["validation_examples_per_rank"]) == split
+    # Labels travel through both sources: validation AUC clearly above chance on one
+    # process, raw files and TFRecords alike.
+    one = {r["cell"]["data_format"]: r["details"]["fit"] for r in found if r["cell"]["gpus"] == 1}
+    assert sorted(one) == ["raw", "tfrecord"]
+    for data_format, fit in one.items():
+        history = fit["history"]
+        assert history[0]["val_examples"] > 40, data_format
+        aucs = [entry["val_auc_mean"] for entry in history]
+        assert fit["best_val_auc_mean"] > 0.6, (data_format, aucs)
     two = next(r for r in found if r["cell"]["gpus"] == 2)["details"]["fit"]
     assert len(two["validation_examples_per_rank"]) == 2
     markdown = (sweep_dir / "report.md").read_text()
