@@ -120,10 +120,11 @@ def env(subprocess_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 def test_crash_and_hang_are_recorded_and_never_stop_the_sweep(
     tmp_path: Path, fake_worker: Path, env: dict[str, str]
 ) -> None:
+    # 3 s: the fake job that succeeds takes a tenth of that; the hung ones wait it out.
     sweep = write_sweep(
         tmp_path,
         fake_worker,
-        "base: {mode: synthetic}\ntimeout_s: 6\nrepeats: 1\n"
+        "base: {mode: synthetic}\ntimeout_s: 3\nrepeats: 1\n"
         "axes: {batch_per_gpu: [1, 2, 3, 4, 5]}\n",
     )
     env["FAKE_BEHAVIOUR"] = json.dumps({"2": "crash", "3": "hang", "4": "stubborn"})
@@ -142,7 +143,7 @@ def test_crash_and_hang_are_recorded_and_never_stop_the_sweep(
     for batch in (3, 4):  # a sleeper, and one that ignores SIGTERM (needs SIGKILL)
         hung = results.load_result(results.find_results(cells[batch])[0])
         assert hung["status"] == "timeout", hung["error"]
-        assert "timed out after 6 s" in hung["error"]["message"]
+        assert "timed out after 3 s" in hung["error"]["message"]
         assert process_gone(int((cells[batch] / "pid-0").read_text()))
     assert all((cells[b] / "run-0.log").is_file() for b in cells)
     assert "fake worker crash" in (cells[2] / "run-0.log").read_text()
