@@ -23,7 +23,7 @@ _ARCHIVE_DIR = re.compile(r"images_\d{3}")
 class DatasetError(ValueError):
     """The data set cannot be read; the message names the file (and row, where one applies)."""
 
-    def __init__(self, message: str, *, path: Path | None = None, row: int | None = None):
+    def __init__(self, message: str, *, path: Path | None = None, row: int | None = None) -> None:
         where = ""
         if path is not None:
             where = f"{path}, row {row}: " if row is not None else f"{path}: "
