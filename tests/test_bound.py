@@ -11,7 +11,8 @@ import pytest
 
 from bench.input.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
 from bench.measure import bound
-from converters.tfrecord import ConversionOptions, convert
+from converters.conversion import convert
+from converters.options import ConversionOptions
 
 IMAGE_SIZE = 32
 

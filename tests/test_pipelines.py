@@ -20,8 +20,9 @@ from bench.input.pipelines import (
     tfrecord_source,
 )
 from converters import features
+from converters.conversion import convert
+from converters.options import ConversionOptions
 from converters.records import TFRecordFileWriter, read_records
-from converters.tfrecord import ConversionOptions, convert
 
 SIZE = 64  # the fixtures' image size: no resampling unless a test asks for it
 

@@ -171,7 +171,8 @@ def test_pipeline_mode_raw_naive(tmp_path: Path, synth_root: Path) -> None:
 
 
 def _bad_input_cases(tmp_path: Path, synth_root: Path, records_png: Path) -> dict:
-    from converters.tfrecord import ConversionOptions, convert
+    from converters.conversion import convert
+    from converters.options import ConversionOptions
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -331,7 +332,8 @@ FIT_VAL_FRACTION = "0.3"
 
 @pytest.fixture(scope="module")
 def fit_records(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
-    from converters.tfrecord import ConversionOptions, convert
+    from converters.conversion import convert
+    from converters.options import ConversionOptions
 
     out = tmp_path_factory.mktemp("records-fit")
     convert(
