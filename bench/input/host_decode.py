@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import struct
 import threading
-import weakref
 from typing import Any
 
 import numpy as np
@@ -61,6 +60,12 @@ except ImportError:  # pragma: no cover - OpenCV then decodes JPEG too
 __all__ = ["HostDecoder", "available", "host_elements", "implementation"]
 
 _HEADER = struct.Struct("<QI")
+# Open shards and their record indexes, shared by every decoder of this process (a fit
+# builds an evaluation pipeline per epoch): keyed by path and identity, so that a file
+# rewritten in place is opened afresh, and never closed while a reader may still use it.
+ShardKey = tuple[str, int, int, int]  # path, inode, size, mtime (ns)
+_SHARDS: dict[ShardKey, tuple[int, tuple[list[int], list[int]]]] = {}
+_SHARDS_LOCK = threading.Lock()
 
 
 def available() -> bool:
@@ -112,10 +117,9 @@ class HostDecoder:
         self.source = source
         self.size = image_size
         self._labels = np.asarray(source.labels, np.float32).reshape(-1, NUM_LABELS)
-        self._lock = threading.Lock()
-        self._descriptors: dict[int, int] = {}
-        self._index: dict[int, tuple[list[int], list[int]]] = {}
-        weakref.finalize(self, _close_all, self._descriptors)
+        self._shard_keys = (
+            [_shard_key(path) for path in source.files] if source.format == "tfrecord" else []
+        )
 
     def __call__(
         self, source_ids: np.ndarray, records: np.ndarray, flips: np.ndarray
@@ -242,12 +246,18 @@ class HostDecoder:
         return payload
 
     def _shard(self, shard: int) -> tuple[int, tuple[list[int], list[int]]]:
-        with self._lock:
-            if shard not in self._index:
-                descriptor = os.open(self.source.files[shard], os.O_RDONLY)
-                self._descriptors[shard] = descriptor
-                self._index[shard] = _record_index(descriptor, self.source.record_counts[shard])
-            return self._descriptors[shard], self._index[shard]
+        key = self._shard_keys[shard]
+        with _SHARDS_LOCK:
+            if key not in _SHARDS:
+                descriptor = os.open(key[0], os.O_RDONLY)
+                index = _record_index(descriptor, self.source.record_counts[shard])
+                _SHARDS[key] = (descriptor, index)
+            return _SHARDS[key]
+
+
+def _shard_key(path: str) -> ShardKey:
+    status = os.stat(path)
+    return (path, status.st_ino, status.st_size, status.st_mtime_ns)
 
 
 def _record_index(descriptor: int, expected: int) -> tuple[list[int], list[int]]:
@@ -277,8 +287,3 @@ def _raw_pixels(encoded: bytes, height: int, width: int, channels: int) -> np.nd
     if channels == 1:
         return pixels[..., 0]
     return cv2.cvtColor(np.ascontiguousarray(pixels[..., :3]), cv2.COLOR_RGB2GRAY)
-
-
-def _close_all(descriptors: dict[int, int]) -> None:
-    for descriptor in descriptors.values():
-        os.close(descriptor)
