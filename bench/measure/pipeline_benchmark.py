@@ -44,6 +44,7 @@ from bench.measure.probe import probe
 class Format:
     """One row of the table: a source, and the conversion that makes it (None: raw files)."""
 
+    key: str  # what --formats names it by
     name: str
     encoding: str | None = None
     resize: int | None = None
@@ -56,11 +57,11 @@ class Format:
 
 
 FORMATS = (
-    Format("raw PNG files"),
-    Format("TFRecord png (lossless, full size)", "png"),
-    Format("TFRecord png 256px", "png", 256),
-    Format("TFRecord jpeg 256px", "jpeg", 256),
-    Format("TFRecord raw uint8 256px", "raw", 256),
+    Format("files", "raw PNG files"),
+    Format("png-full", "TFRecord png (lossless, full size)", "png"),
+    Format("png-256", "TFRecord png 256px", "png", 256),
+    Format("jpeg-256", "TFRecord jpeg 256px", "jpeg", 256),
+    Format("raw-256", "TFRecord raw uint8 256px", "raw", 256),
 )
 DECODING_TARGET = 0.85
 RAW_TARGET = 0.5
@@ -87,6 +88,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=cores(),
         help="cores the bound scales to (default: those this process may use)",
+    )
+    result.add_argument(
+        "--formats",
+        nargs="+",
+        choices=[fmt.key for fmt in FORMATS],
+        default=[fmt.key for fmt in FORMATS],
+        help="the formats to measure (default: all)",
     )
     result.add_argument("--json", type=Path, help="also write every figure to this file")
     return result
@@ -163,7 +171,7 @@ def prepare(args: argparse.Namespace) -> list[tuple[Format, Source]]:
     print(f"synthetic data set in {root} ...", file=sys.stderr, flush=True)
     generate(root, images=args.images, size=args.source_size, seed=3, progress=True)
     sources = []
-    for fmt in FORMATS:
+    for fmt in (fmt for fmt in FORMATS if fmt.key in args.formats):
         if fmt.encoding is None:
             sources.append((fmt, raw_source(root, "train")))
             continue
