@@ -60,6 +60,7 @@ except ImportError:  # pragma: no cover - OpenCV then decodes JPEG too
 __all__ = ["HostDecoder", "available", "host_elements", "implementation"]
 
 _HEADER = struct.Struct("<QI")
+LINEAR = cv2.INTER_LINEAR if cv2 is not None else None
 # Open shards and their record indexes, shared by every decoder of this process (a fit
 # builds an evaluation pipeline per epoch): keyed by path and identity, so that a file
 # rewritten in place is opened afresh, and never closed while a reader may still use it.
@@ -188,15 +189,20 @@ class HostDecoder:
             feature = tf.train.Example.FromString(payload).features.feature
             encoded = feature[features.IMAGE_ENCODED].bytes_list.value[0]
             image_format = feature[features.IMAGE_FORMAT].bytes_list.value[0].decode()
-            label = np.asarray(feature[features.LABEL].int64_list.value, np.float32)
-            shape = [
-                feature[name].int64_list.value[0]
-                for name in (features.IMAGE_HEIGHT, features.IMAGE_WIDTH, features.IMAGE_CHANNELS)
-            ]
+            label = tuple(feature[features.LABEL].int64_list.value)  # a tuple: fast to copy
+            expected = self.source.encoding
+            if len(label) != NUM_LABELS or (expected is not None and image_format != expected):
+                return PROBLEM_UNDECODABLE, None, None
+            if image_format == "raw":
+                shape = [
+                    feature[name].int64_list.value[0]
+                    for name in (
+                        features.IMAGE_HEIGHT,
+                        features.IMAGE_WIDTH,
+                        features.IMAGE_CHANNELS,
+                    )
+                ]
         except Exception:
-            return PROBLEM_UNDECODABLE, None, None
-        expected = self.source.encoding
-        if label.shape != (NUM_LABELS,) or (expected is not None and image_format != expected):
             return PROBLEM_UNDECODABLE, None, None
         if image_format == "raw":
             image = _raw_pixels(encoded, *shape)
@@ -222,12 +228,14 @@ class HostDecoder:
     def _place(self, image: np.ndarray, out: np.ndarray, flip: bool) -> None:
         """Resize `image` into `out` (bilinear, half-pixel centres, as TensorFlow), mirrored
         left-right when `flip`."""
-        if image.shape != out.shape:
-            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        same = image.shape == out.shape
         if flip:
-            cv2.flip(image, 1, dst=out)
-        else:
+            resized = image if same else cv2.resize(image, out.shape[::-1], interpolation=LINEAR)
+            cv2.flip(resized, 1, dst=out)
+        elif same:
             out[...] = image
+        else:  # straight into the batch: no copy
+            cv2.resize(image, out.shape[::-1], dst=out, interpolation=LINEAR)
 
     # -- records by index ---------------------------------------------------------------
     def _record(self, shard: int, record: int) -> bytes | None:
