@@ -31,8 +31,9 @@ import numpy as np
 from PIL import Image
 
 from converters.chestxray import read_chestxray14
+from converters.conversion import convert
+from converters.options import ConversionOptions
 from converters.pool import default_workers, pool_start_method
-from converters.tfrecord import ConversionOptions, convert
 
 CEILING_SIZE = 256
 

@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from converters.conversion import convert
 from converters.manifest import load_manifest
+from converters.options import ConversionOptions
 from converters.pool import default_workers
 from converters.synth import generate
-from converters.tfrecord import ConversionOptions, convert
 
 
 def _timed(action: Callable[[], int]) -> float:

@@ -8,7 +8,8 @@ never imports TensorFlow, Horovod or NVML. The stages, one module each:
     analysis  scaling, TFRecord speedup, input-bound share, conversion pay-off
     telemetry GPU and host samples inside the measured window
     tables    the figures formatted as tables, with what each one means
-    plots     the figures as PNG (matplotlib Agg)
+    plots     the figures as PNG (matplotlib Agg): figure (style, PNG bytes), plot_series,
+              scaling_plots, format_plots, utilization_plot
     document  the Report: sections of tables and figures
     build     assemble the Report from the results
     render_md / render_html  format it; write puts the files on disk

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 from reports import accuracy
 from reports.accuracy import FitRun
 from reports.accuracy_tables import NO_FIT, cell_name, labelled_cells, per_model_keys
+from reports.figure import STYLE, Figure, color_cycle, panels, png_bytes
 from reports.frame import CELL_KEYS
-from reports.plots import STYLE, Figure, color_cycle, panels, png_bytes
 
 FIGURE_NAME = "fit_auc_time.png"
 

@@ -12,10 +12,10 @@ import pandas as pd
 
 from reports import accuracy, accuracy_tables
 from reports.accuracy_plots import auc_time_figure
+from reports.figure import Figure
 from reports.format import Table, describe_cell
 from reports.frame import CELL_KEYS, NA_KEY
 from reports.load import ResultsSet
-from reports.plots import Figure
 
 TITLE = "Time to accuracy"
 

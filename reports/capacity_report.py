@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from reports import capacity
+from reports.figure import COLORS, STYLE, Figure, png_bytes
 from reports.format import Table, fmt_pct
-from reports.plots import COLORS, STYLE, Figure, png_bytes
 
 TITLE = "Input capacity: cores per GPU"
 

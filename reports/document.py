@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reports.failures import Failure
+from reports.figure import Figure
 from reports.format import Table
-from reports.plots import Figure
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

@@ -10,8 +10,8 @@ import base64
 from html import escape
 
 from reports.document import Report
+from reports.figure import Figure
 from reports.format import NA, Table
-from reports.plots import Figure
 
 CSS = """
 :root { --ink: #1d2330; --muted: #5b6475; --line: #d9dee7; --band: #f5f7fa; --accent: #1f5fa8; }

@@ -8,8 +8,8 @@ from html import escape
 from tabulate import tabulate
 
 from reports.document import FIGURES_DIR, Report
+from reports.figure import Figure
 from reports.format import Table
-from reports.plots import Figure
 
 
 def render_markdown(report: Report) -> str:

@@ -251,6 +251,15 @@ def ratio_interval(numerator: Estimate, denominator: Estimate) -> Interval:
     return Interval(ratio, (a * b - root) / denominator_term, (a * b + root) / denominator_term)
 
 
+def difference(first: Estimate, second: Estimate) -> Estimate:
+    """first - second for independent means, Welch's se and df (none if either has none)."""
+    value = first.value - second.value
+    if first.se is None or second.se is None:
+        return Estimate(value, None, None, "difference: no interval")
+    se, df = math.hypot(first.se, second.se), _welch_df(first, second, 1.0)
+    return Estimate(value, se, df, "difference of means (Welch)")
+
+
 def _welch_df(numerator: Estimate, denominator: Estimate, ratio: float) -> float:
     """Welch-Satterthwaite df for a - ratio * b."""
     part_a = numerator.se**2  # type: ignore[operator]

@@ -37,7 +37,8 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def records_png(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Path:
     """A lossless PNG conversion of `synth_root`, several shards per split."""
-    from converters.tfrecord import ConversionOptions, convert
+    from converters.conversion import convert
+    from converters.options import ConversionOptions
 
     out = tmp_path_factory.mktemp("records-png")
     convert(ConversionOptions(source=synth_root, out=out, encoding="png", shard_count=3, workers=1))

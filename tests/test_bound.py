@@ -11,7 +11,8 @@ import pytest
 
 from bench.input.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
 from bench.measure import bound
-from converters.tfrecord import ConversionOptions, convert
+from converters.conversion import convert
+from converters.options import ConversionOptions
 
 IMAGE_SIZE = 32
 
@@ -128,3 +129,59 @@ def test_decode_candidates_agree_with_tensorflow(
         decoded = np.stack(decoder.run(payloads)).astype(int)
         best = min(np.abs(decoded - reference).max() for reference in references)
         assert best <= 1, decoder.name
+
+
+def test_the_benchmark_writes_every_figure_the_issue_names(tmp_path: Path) -> None:
+    """`python -m bench.pipeline_benchmark --json FILE` on one small format: per format the
+    rates, the bound, the ratio, the per-stage costs and the decoder, as numbers."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "figures.json"
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.pipeline_benchmark",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--images",
+        "30",
+        "--source-size",
+        "64",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--batches",
+        "3",
+        "--seconds",
+        "0.05",
+        "--warmup-batches",
+        "1",
+        "--rounds",
+        "1",
+        "--formats",
+        "raw-256",
+        "--json",
+        str(out),
+    ]
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=repo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["format"] == "TFRecord raw uint8 256px"
+    for key in (
+        "naive_images_per_sec",
+        "tuned_images_per_sec",
+        "tuned_tensorflow_images_per_sec",
+        "bound_images_per_sec",
+    ):
+        assert row[key] > 0, key
+    assert row["tuned_over_bound"] == pytest.approx(
+        row["tuned_images_per_sec"] / row["bound_images_per_sec"]
+    )
+    assert set(row["stage_cpu_s_per_image"]) == set(bound.STAGES)
+    assert all(cost >= 0 for cost in row["stage_cpu_s_per_image"].values())
+    assert row["tuned_decoder"].startswith("host per batch: OpenCV")
+    assert "TFRecord raw uint8 256px" in done.stdout and "tuned / bound" in done.stdout

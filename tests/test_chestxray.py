@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from converters.chestxray import DatasetError, read_chestxray14
+from converters.chestxray import read_chestxray14
+from converters.chestxray_layout import DatasetError
 from converters.labels import LABELS
 
 HEADER_2017 = (

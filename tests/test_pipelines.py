@@ -20,8 +20,9 @@ from bench.input.pipelines import (
     tfrecord_source,
 )
 from converters import features
+from converters.conversion import convert
+from converters.options import ConversionOptions
 from converters.records import TFRecordFileWriter, read_records
-from converters.tfrecord import ConversionOptions, convert
 
 SIZE = 64  # the fixtures' image size: no resampling unless a test asks for it
 
@@ -30,6 +31,13 @@ def _options(kind: str = "tuned", **changes: object) -> PipelineOptions:
     values: dict = {"kind": kind, "image_size": 32, "batch_size": 8, "training": False}
     values.update(changes)
     return PipelineOptions(**values)
+
+
+def _assert_resampled_alike(actual: np.ndarray, expected: np.ndarray, name: str) -> None:
+    """The host decoder resizes with OpenCV's fixed-point bilinear: within one gray level
+    of TensorFlow's, about one pixel in eight off by one."""
+    difference = np.abs(actual.astype(int) - expected.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.2, name
 
 
 def _arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -81,12 +89,17 @@ def test_raw_and_lossless_records_give_the_same_pixels_and_labels(
     raw = raw_source(synth_root, "val")
     records = tfrecord_source(records_png, "val")
     assert raw.num_examples == records.num_examples
-    for image_size in (SIZE, 48):  # stored size, and through the resize
+    for image_size, decoder in [(SIZE, "host"), (48, "tensorflow"), (48, "host")]:
+        # the stored size, and through the resize
         from_files = _by_name(raw, _options("naive", image_size=image_size))
-        from_records = _by_name(records, _options("tuned", image_size=image_size, cycle_length=1))
+        tuned = _options("tuned", image_size=image_size, cycle_length=1, decoder=decoder)
+        from_records = _by_name(records, tuned)
         assert from_files.keys() == from_records.keys()
         for name, (image, label) in from_files.items():
-            np.testing.assert_array_equal(image, from_records[name][0], err_msg=name)
+            if decoder == "host" and image_size != SIZE:
+                _assert_resampled_alike(from_records[name][0], image, name)
+            else:
+                np.testing.assert_array_equal(image, from_records[name][0], err_msg=name)
             np.testing.assert_array_equal(label, from_records[name][1], err_msg=name)
     image, label = next(iter(from_files.values()))
     # Gray uint8: the model's first layer widens and normalises (tests/test_model.py).
@@ -278,15 +291,18 @@ def test_records_of_one_stored_size_are_resized_per_batch_to_the_same_pixels(
         parsed = tf.io.parse_single_example(record, spec)
         pixels = tf.reshape(tf.io.decode_raw(parsed[features.IMAGE_ENCODED], tf.uint8), [48, 48, 1])
         expected[parsed[features.IMAGE_FILENAME].numpy().decode()] = resize(pixels, 32).numpy()
-    for kind in ("naive", "tuned"):
-        got = _by_name(source, _options(kind, image_size=32))
+    for kind, decoder in [("naive", "auto"), ("tuned", "tensorflow"), ("tuned", "host")]:
+        got = _by_name(source, _options(kind, image_size=32, decoder=decoder))
         assert got.keys() == expected.keys()
         for name, (image, _) in got.items():
-            np.testing.assert_array_equal(image, expected[name], err_msg=f"{kind} {name}")
+            if decoder == "host":
+                _assert_resampled_alike(image, expected[name], f"{kind} {name}")
+            else:
+                np.testing.assert_array_equal(image, expected[name], err_msg=f"{kind} {name}")
     stored = _by_name(source, _options(image_size=48))  # no resize at all
     assert next(iter(stored.values()))[0].shape == (48, 48, 1)
     # 48 -> 42 is 8:7, like 256 -> 224: the block-matrix path, within a gray level.
-    blocks = _by_name(source, _options("tuned", image_size=42))
+    blocks = _by_name(source, _options("tuned", image_size=42, decoder="tensorflow"))
     for name, (image, _) in blocks.items():
         pixels = tf.constant(stored[name][0])
         difference = np.abs(image.astype(int) - resize(pixels, 42).numpy().astype(int))
@@ -362,19 +378,22 @@ def test_a_corrupt_png_fails_the_run_naming_the_file(
     assert skipped_count(training) >= 4
 
 
+@pytest.mark.parametrize("decoder", ["tensorflow", "host"])
 @pytest.mark.parametrize("skip_bad", [False, True])
 def test_a_data_set_where_nothing_decodes_fails_instead_of_spinning(
-    synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skip_bad: bool
+    synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, skip_bad: bool, decoder: str
 ) -> None:
-    """An endless training stream of bad files never fills a batch: the guard's stall
-    limit (lowered here to keep the test short) ends it with the files named."""
+    """An endless training stream of bad files never fills a batch of good ones: the
+    guard's stall limit (lowered here to keep the test short) ends it with the files
+    named. (Without skip_bad the host decoder's first marked batch fails already.)"""
     monkeypatch.setattr("bench.input.guard.stall_limit", lambda batch_size: 40)
     root = _copy(synth_root, tmp_path)
     source = raw_source(root, "val")
     for path in source.files:
         Path(path).write_bytes(b"not an image")
-    options = _options("tuned", training=True, skip_bad=skip_bad)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="not one batch of usable") as error:
+    options = _options("tuned", training=True, skip_bad=skip_bad, decoder=decoder)
+    stall = "bad data" if decoder == "host" and not skip_bad else "not one batch of usable"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=stall) as error:
         next(iter(build_dataset(source, options)))
     message = str(error.value)
     assert "bad data" in message
@@ -389,13 +408,13 @@ def test_a_truncated_shard_fails_naming_shard_and_record(records_png: Path, tmp_
     framed = sum(len(record) + 16 for record in read_records(shard)[:kept])
     shard.write_bytes(shard.read_bytes()[: framed + 40])
     lost = source.record_counts[1] - kept
-    for kind in ("naive", "tuned"):
+    for kind, decoder in [("naive", "auto"), ("tuned", "tensorflow"), ("tuned", "host")]:
         with pytest.raises(
             tf.errors.InvalidArgumentError,
             match=rf"bad data.*{shard.name} \(record {kept}\): unreadable",
         ):
-            _arrays(build_dataset(source, _options(kind)))
-        skipping = build_dataset(source, _options(kind, skip_bad=True))
+            _arrays(build_dataset(source, _options(kind, decoder=decoder)))
+        skipping = build_dataset(source, _options(kind, skip_bad=True, decoder=decoder))
         assert len(_arrays(skipping)[0]) == source.num_examples - lost
         assert skipped_count(skipping) == lost
 
@@ -435,14 +454,15 @@ def test_a_corrupt_image_inside_a_valid_record_is_named(records_png: Path, tmp_p
     with TFRecordFileWriter(shard) as writer:
         for record in records:
             writer.write(record)
-    with pytest.raises(
-        tf.errors.InvalidArgumentError,
-        match=rf"{shard.name} \(record 3\): could not be read or decoded",
-    ):
-        list(build_dataset(source, _options("tuned", training=True)).take(20))
-    skipping = build_dataset(source, _options("tuned", skip_bad=True))
-    assert len(_arrays(skipping)[0]) == source.num_examples - 1
-    assert skipped_count(skipping) == 1
+    for decoder in ("tensorflow", "host"):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=rf"{shard.name} \(record 3\): could not be read or decoded",
+        ):
+            list(build_dataset(source, _options("tuned", training=True, decoder=decoder)).take(20))
+        skipping = build_dataset(source, _options("tuned", skip_bad=True, decoder=decoder))
+        assert len(_arrays(skipping)[0]) == source.num_examples - 1
+        assert skipped_count(skipping) == 1
 
 
 def _replace_record(shard: Path, index: int, record: bytes) -> None:
@@ -464,24 +484,28 @@ def test_raw_records_are_decoded_per_batch_and_bad_ones_still_named(
     source = tfrecord_source(directory, "val")
     assert batch_loader(source) is not None and source.channels == 1
     per_image = _by_name(source, _options("naive", image_size=42))
-    per_batch = _by_name(source, _options("tuned", image_size=42))
+    per_batch = _by_name(source, _options("tuned", image_size=42, decoder="tensorflow"))
+    on_host = _by_name(source, _options("tuned", image_size=42, decoder="host"))
     for name, (image, label) in per_image.items():
         np.testing.assert_array_equal(per_batch[name][0], image, err_msg=name)
         np.testing.assert_array_equal(per_batch[name][1], label, err_msg=name)
+        _assert_resampled_alike(on_host[name][0], image, name)
+        np.testing.assert_array_equal(on_host[name][1], label, err_msg=name)
 
     shard = Path(source.files[0])
     example = tf.train.Example.FromString(read_records(shard)[3])
     example.features.feature[features.IMAGE_ENCODED].bytes_list.value[0] = b"\x00" * 100
     _replace_record(shard, 3, example.SerializeToString())
-    for kind in ("naive", "tuned"):
+    for kind, decoder in [("naive", "auto"), ("tuned", "tensorflow"), ("tuned", "host")]:
         with pytest.raises(
             tf.errors.InvalidArgumentError,
             match=rf"bad data.*{shard.name} \(record 3\): could not be read or decoded",
         ):
-            _arrays(build_dataset(source, _options(kind)))
+            _arrays(build_dataset(source, _options(kind, decoder=decoder)))
+        training = _options(kind, training=True, decoder=decoder)
         with pytest.raises(tf.errors.InvalidArgumentError, match=rf"{shard.name} \(record 3\)"):
-            list(build_dataset(source, _options(kind, training=True)).take(20))
-        skipping = build_dataset(source, _options(kind, skip_bad=True))
+            list(build_dataset(source, training).take(20))
+        skipping = build_dataset(source, _options(kind, skip_bad=True, decoder=decoder))
         assert len(_arrays(skipping)[0]) == source.num_examples - 1
         assert skipped_count(skipping) == 1
 
@@ -489,8 +513,9 @@ def test_raw_records_are_decoded_per_batch_and_bad_ones_still_named(
 def test_a_record_that_is_no_example_fails_its_batch_by_name_even_the_last(
     records_raw_48: Path, tmp_path: Path
 ) -> None:
-    """Batch decoding cannot isolate a record that does not parse at all: its batch is
-    lost as a whole, and named as such, also when it is the very last batch."""
+    """TensorFlow's batch decoding cannot isolate a record that does not parse at all: its
+    batch is lost as a whole, and named as such, also when it is the very last batch. The
+    host decoder parses record by record: it names that one record."""
     directory = _copy(records_raw_48, tmp_path)
     source = tfrecord_source(directory, "val")
     shard = Path(source.files[-1])
@@ -500,15 +525,21 @@ def test_a_record_that_is_no_example_fails_its_batch_by_name_even_the_last(
         tf.errors.InvalidArgumentError,
         match=rf"{shard.name} \(record {last}\): in a batch of records that failed to parse",
     ):
-        _arrays(build_dataset(source, _options("tuned")))
+        _arrays(build_dataset(source, _options("tuned", decoder="tensorflow")))
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=rf"\[[^;]*{shard.name} \(record {last}\): could not be read or decoded as an image\]",
+    ):
+        _arrays(build_dataset(source, _options("tuned", decoder="host")))
     with pytest.raises(
         tf.errors.InvalidArgumentError,
         match=rf"{shard.name} \(record {last}\): could not be read or decoded",
     ):
         _arrays(build_dataset(source, _options("naive")))
-    skipping = build_dataset(source, _options("tuned", skip_bad=True))  # per image: exact
-    assert len(_arrays(skipping)[0]) == source.num_examples - 1
-    assert skipped_count(skipping) == 1
+    for decoder in ("tensorflow", "host"):  # per image (TensorFlow) or per record: exact
+        skipping = build_dataset(source, _options("tuned", skip_bad=True, decoder=decoder))
+        assert len(_arrays(skipping)[0]) == source.num_examples - 1
+        assert skipped_count(skipping) == 1
 
 
 def test_raw_records_where_nothing_parses_fail_instead_of_spinning(
@@ -520,8 +551,12 @@ def test_raw_records_where_nothing_parses_fail_instead_of_spinning(
     for shard, count in zip(source.files, source.record_counts, strict=True):
         for index in range(count):
             _replace_record(Path(shard), index, b"\xff\xff not a tf.train.Example")
+    tuned = _options("tuned", training=True, decoder="tensorflow")
     with pytest.raises(tf.errors.InvalidArgumentError, match="not one batch of usable"):
-        next(iter(build_dataset(source, _options("tuned", training=True))))
+        next(iter(build_dataset(source, tuned)))
+    skipping = _options("tuned", training=True, skip_bad=True, decoder="host")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not one batch of usable"):
+        next(iter(build_dataset(source, skipping)))
 
 
 def test_options_are_validated(synth_root: Path) -> None:

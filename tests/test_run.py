@@ -179,7 +179,8 @@ def test_pipeline_mode_raw_naive(tmp_path: Path, synth_root: Path) -> None:
 
 
 def _bad_input_cases(tmp_path: Path, synth_root: Path, records_png: Path) -> dict:
-    from converters.tfrecord import ConversionOptions, convert
+    from converters.conversion import convert
+    from converters.options import ConversionOptions
 
     empty = tmp_path / "empty"
     empty.mkdir()

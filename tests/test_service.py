@@ -33,13 +33,9 @@ from bench.input.pipelines import (
     tfrecord_source,
 )
 from bench.job.service import job_name, through_service
-from bench.service.pool import (
-    Server,
-    ServiceConfig,
-    ServiceError,
-    ServicePool,
-    ServiceWorkerDied,
-)
+from bench.service.config import ServiceConfig, ServiceError, ServiceWorkerDied
+from bench.service.pool import ServicePool
+from bench.service.server_process import Server
 from bench.service.usage import MANIFEST, cpu_seconds
 
 WORKERS = 2
@@ -230,7 +226,8 @@ def test_servers_end_when_their_owner_is_killed(tmp_path: Path, subprocess_env: 
     script = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from bench.service.pool import ServiceConfig, ServicePool\n"
+        "from bench.service.config import ServiceConfig\n"
+        "from bench.service.pool import ServicePool\n"
         f"pool = ServicePool(ServiceConfig(workers=1, log_dir=Path({str(tmp_path)!r})))\n"
         "pool.start()\n"
         "print(json.dumps(pool.pids()), flush=True)\n"

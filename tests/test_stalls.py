@@ -1,4 +1,4 @@
-"""DS-Analyzer's stall arithmetic against hand-computed cases."""
+"""DS-Analyzer's stall arithmetic against hand-computed cases (95% intervals, reports.stats)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reports import stalls
+from reports import stall_frame, stall_shares, stalls
 from reports.frame import NA_KEY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_point_decomposition_by_hand() -> None:
     # batch 100: synthetic 1000 img/s -> 0.1 s, warm 800 -> 0.125 s, cold 500 -> 0.2 s.
-    shares = stalls.stall_shares([1000.0], [800.0], [500.0], images_per_step=100)
+    shares = stall_shares.stall_shares([1000.0], [800.0], [500.0], images_per_step=100)
     assert shares.step_compute_s == pytest.approx(0.1)
     assert shares.step_warm_s == pytest.approx(0.125)
     assert shares.step_cold_s == pytest.approx(0.2)
@@ -30,32 +30,51 @@ def test_point_decomposition_by_hand() -> None:
 
 
 def test_intervals_by_hand() -> None:
-    shares = stalls.stall_shares(
-        [900.0, 1000.0, 1100.0], [800.0], [400.0, 500.0], images_per_step=100
+    # batch 100: synthetic 0.1 s exactly; warm steps 0.1, 0.125, 0.15 s (mean 0.125, sd 0.025);
+    # cold 0.2 s exactly. With exact denominators Fieller's interval is the numerator's t
+    # interval over the denominator: t(0.975, df 2) = 4.303, se = 0.025 / sqrt(3).
+    shares = stall_shares.stall_shares(
+        [1000.0, 1000.0, 1000.0],
+        [1000.0, 800.0, 2000.0 / 3],
+        [500.0, 500.0, 500.0],
+        images_per_step=100,
     )
-    # medians: t_c = 0.1, t_w = 0.125, t_cold = 100 / 450
-    assert shares.fetch_share == pytest.approx(1 - 0.125 * 450 / 100)  # 0.4375
-    assert shares.prep_share == pytest.approx(0.025 * 450 / 100)  # 0.1125
-    # fetch = 1 - t_w / t_cold: t_cold in [0.2, 0.25] -> [0.375, 0.5]
-    assert (shares.fetch_low, shares.fetch_high) == (pytest.approx(0.375), pytest.approx(0.5))
-    # prep = (t_w - t_c) / t_cold, t_c in [1/11, 1/9]:
-    assert shares.prep_low == pytest.approx((0.125 - 1 / 9) / 0.25)  # 0.0556
-    assert shares.prep_high == pytest.approx((0.125 - 1 / 11) / 0.2)  # 0.1705
-    assert stalls.is_real(shares.fetch_low, shares.fetch_high) is True
-    assert (shares.step_cold_low_s, shares.step_cold_high_s) == (
-        pytest.approx(0.2),
-        pytest.approx(0.25),
+    half = 4.303 * 0.025 / math.sqrt(3)  # 0.0621 s
+    assert shares.step_warm_s == pytest.approx(0.125)
+    assert (shares.step_warm_low_s, shares.step_warm_high_s) == (
+        pytest.approx(0.125 - half, rel=1e-4),
+        pytest.approx(0.125 + half, rel=1e-4),
     )
+    # fetch = 1 - t_w / t_cold = 0.375, in [1 - (0.125 + half) / 0.2, 1 - (0.125 - half) / 0.2]
+    assert shares.fetch_share == pytest.approx(0.375)
+    assert (shares.fetch_low, shares.fetch_high) == (
+        pytest.approx(1 - (0.125 + half) / 0.2, rel=1e-4),  # 0.064
+        pytest.approx(1 - (0.125 - half) / 0.2, rel=1e-4),  # 0.686
+    )
+    assert stall_shares.is_real(shares.fetch_low, shares.fetch_high) is True
+    # prep = (t_w - t_c) / t_cold = 0.125; the Welch difference has the warm cell's se and df
+    assert shares.prep_share == pytest.approx(0.125)
+    assert (shares.prep_low, shares.prep_high) == (
+        pytest.approx((0.025 - half) / 0.2, rel=1e-4),  # -0.186: holds 0
+        pytest.approx((0.025 + half) / 0.2, rel=1e-4),
+    )
+    assert stall_shares.is_real(shares.prep_low, shares.prep_high) is False
+    assert shares.compute_share + shares.prep_share + shares.fetch_share == pytest.approx(1.0)
+    # A cell that ran once has no interval, and neither has a share that needs it.
+    once = stall_shares.stall_shares([1000.0, 1000.0], [800.0], [400.0, 500.0], images_per_step=100)
+    assert math.isnan(once.step_warm_low_s) and math.isnan(once.prep_low)
+    assert math.isnan(once.fetch_low) and math.isnan(once.fetch_high)
+    assert not math.isnan(once.step_cold_low_s)  # the cold cell's own interval stands
 
 
 def test_noise_is_not_called_a_stall() -> None:
     # Cold a little faster than warm in one repeat: the fetch stall's interval holds 0.
-    shares = stalls.stall_shares(
+    shares = stall_shares.stall_shares(
         [1000.0, 1000.0], [500.0, 520.0], [490.0, 530.0], images_per_step=10
     )
     assert shares.fetch_low < 0 < shares.fetch_high
-    assert stalls.is_real(shares.fetch_low, shares.fetch_high) is False
-    assert stalls.is_real(math.nan, 1.0) is None
+    assert stall_shares.is_real(shares.fetch_low, shares.fetch_high) is False
+    assert stall_shares.is_real(math.nan, 1.0) is None
     assert stalls._with_interval(-0.3, -0.5, -0.1).endswith("<0!")
     assert stalls._with_interval(0.01, -0.02, 0.04).endswith("~0")
     assert stalls._with_interval(0.2, 0.1, 0.3) == "20.0% [10.0%, 30.0%]"
@@ -63,7 +82,9 @@ def test_noise_is_not_called_a_stall() -> None:
 
 def test_a_faster_slower_configuration_is_flagged() -> None:
     runs = _runs()
-    runs.loc[runs["page_cache"] == "cold", "images_per_sec"] = 900.0  # cold beats warm
+    cold = runs.index[(runs["mode"] == "train") & (runs["page_cache"] == "cold")]
+    runs.loc[cold, "status"] = "ok"
+    runs.loc[cold, "images_per_sec"] = [900.0, 910.0]  # cold beats warm, twice
     table = stalls.stalls_table(runs)
     fetch = table.rows[0][list(table.headers).index("Fetch stall")]
     assert fetch.endswith("<0!")
@@ -71,19 +92,19 @@ def test_a_faster_slower_configuration_is_flagged() -> None:
 
 
 def test_without_a_cold_cell_the_fetch_stall_is_missing() -> None:
-    shares = stalls.stall_shares([1000.0, 900.0], [500.0], [], images_per_step=10)
+    shares = stall_shares.stall_shares([1000.0, 900.0], [500.0], [], images_per_step=10)
     assert math.isnan(shares.fetch_share) and math.isnan(shares.step_cold_s)
     assert math.isnan(shares.fetch_low) and math.isnan(shares.fetch_high)
-    # shares of the warm step: t_c = 10 / 950, t_w = 0.02
-    assert shares.compute_share == pytest.approx((10 / 950) / 0.02)
+    # shares of the warm step: t_c = mean(10 / 1000, 10 / 900), t_w = 0.02
+    assert shares.compute_share == pytest.approx((10 / 1000 + 10 / 900) / 2 / 0.02)
     assert shares.prep_share + shares.compute_share == pytest.approx(1.0)
 
 
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="synthetic"):
-        stalls.stall_shares([], [1.0], [], images_per_step=1)
+        stall_shares.stall_shares([], [1.0], [], images_per_step=1)
     with pytest.raises(ValueError, match="positive"):
-        stalls.stall_shares([1.0], [0.0], [], images_per_step=1)
+        stall_shares.stall_shares([1.0], [0.0], [], images_per_step=1)
 
 
 def _run(mode: str, page_cache: str, ips: float, **changes: object) -> dict:
@@ -132,7 +153,7 @@ def _runs() -> pd.DataFrame:
 
 
 def test_frame_matches_cells_by_settings() -> None:
-    frame = stalls.stalls_frame(_runs())
+    frame = stall_frame.stalls_frame(_runs())
     assert list(frame["data_format"]) == ["raw", "tfrecord"]
     raw = frame.iloc[0]
     # global step 64 images: t_c = 0.1, t_w = 0.125, t_cold = 0.2
@@ -151,9 +172,9 @@ def test_frame_matches_cells_by_settings() -> None:
 
 def test_results_without_a_cache_state_give_no_rows() -> None:
     runs = _runs()
-    assert stalls.stalls_frame(runs.drop(columns=["page_cache"])).empty
+    assert stall_frame.stalls_frame(runs.drop(columns=["page_cache"])).empty
     runs["page_cache"] = NA_KEY
-    assert stalls.stalls_frame(runs).empty
+    assert stall_frame.stalls_frame(runs).empty
     table = stalls.stalls_table(runs)
     assert table.missing and not table.rows
 
@@ -166,8 +187,9 @@ def test_table_and_figure() -> None:
     headers = list(table.headers)
     assert raw[headers.index("Compute ms")] == "100.0"
     assert raw[headers.index("Fetch stall")].startswith("37.5%")
-    # warm ran twice (same figure): an interval of width 0, which excludes 0
-    assert raw[headers.index("Preparation stall")] == "12.5% [12.5%, 12.5%]"
+    # warm ran twice but synthetic once: no interval, shown as missing, and said why
+    assert raw[headers.index("Preparation stall")] == "12.5% [n/a]"
+    assert any("No interval" in note and "ran once" in note for note in table.notes)
     assert tfrecord[headers.index("Fetch stall")] == "n/a"
     assert any("Fetch stall n/a" in note for note in table.notes)
     figure = stalls.stalls_figure(_runs())
@@ -231,9 +253,13 @@ def test_report_section_from_result_files(tmp_path: Path) -> None:
     stalls_table = tables["stalls"]
     assert len(stalls_table.rows) == 1
     row = dict(zip(stalls_table.headers, stalls_table.rows[0], strict=True))
-    # t_c = 0.08 s, t_w = 0.1 s, t_cold = 8 / 45 s (median of 40 and 50 img/s)
+    # t_c = 0.08 s, t_w = 0.1 s, t_cold = 0.18 s (mean of 8 / 40 and 8 / 50 s)
     assert row["Compute ms"] == "80.0" and row["Warm step ms"] == "100.0"
-    assert row["Fetch stall"].startswith(f"{1 - 0.1 * 45 / 8:.1%} [")  # 43.8%, interval
+    assert row["Cold step ms"] == "180.0"
+    # 44.4%; two cold repeats 0.04 s apart: t(df 1) = 12.706 puts the cold step's interval
+    # through 0, so Fieller's interval of t_w / t_cold is unbounded, and says so
+    assert row["Fetch stall"] == f"{1 - 0.1 / 0.18:.1%} [-inf, +inf] ~0"
+    assert any("unbounded" in note for note in stalls_table.notes)
     assert row["Resident at cold start"] == "1.0%"
     throughput = tables["throughput"]
     assert "Page cache" in throughput.headers  # warm and cold cells kept apart

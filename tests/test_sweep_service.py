@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from bench.contract import results
-from bench.service.pool import ServiceConfig
+from bench.service.config import ServiceConfig
 from bench.service.usage import read_events
 from bench.sweep import SweepOptions, run
 from bench.sweep.execute import Job, run_job

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from converters import synth
+from converters import synth, synth_pixels, synth_plan
 from converters.chestxray import read_chestxray14
 from converters.labels import LABELS
 
@@ -108,12 +108,12 @@ def test_command_line(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
 
 
 def test_label_prevalence_matches_nih() -> None:
-    labels = synth.sample_labels(np.random.default_rng(0), 40_000)
+    labels = synth_plan.sample_labels(np.random.default_rng(0), 40_000)
     rates = labels.mean(axis=0)
     no_finding = float((labels.sum(axis=1) == 0).mean())
 
     assert abs(no_finding - 0.538) < 0.01
-    for name, rate, target in zip(LABELS, rates, synth.PREVALENCE, strict=True):
+    for name, rate, target in zip(LABELS, rates, synth_plan.PREVALENCE, strict=True):
         # Within 4 standard errors (and 0.1 points for the rare ones).
         tolerance = max(4 * (target * (1 - target) / len(labels)) ** 0.5, 0.001)
         assert abs(rate - target) < tolerance, (name, rate, target)
@@ -123,28 +123,28 @@ def test_label_prevalence_matches_nih() -> None:
 
 
 def test_plan_has_follow_ups_and_a_test_share_by_patient() -> None:
-    plan = synth.plan_dataset(images=5000, seed=2)
+    plan = synth_plan.plan_dataset(images=5000, seed=2)
     per_patient = Counter(item.patient_id for item in plan)
     test_share = sum(item.test for item in plan) / len(plan)
 
     assert len(plan) == 5000 and len({item.filename for item in plan}) == 5000
     assert 2.5 < len(plan) / len(per_patient) < 5  # NIH: 3.6 images per patient
     assert max(per_patient.values()) >= 10 and min(per_patient.values()) == 1
-    assert abs(test_share - synth.TEST_SHARE) < 0.01
+    assert abs(test_share - synth_plan.TEST_SHARE) < 0.01
     for patient in per_patient:
         assert len({item.test for item in plan if item.patient_id == patient}) == 1
-    assert synth.plan_dataset(images=5000, seed=2) == plan
+    assert synth_plan.plan_dataset(images=5000, seed=2) == plan
 
 
 def test_marks_are_label_specific(tmp_path: Path) -> None:
     """Marks are the only difference strength makes, present exactly where findings are,
     and each image's mark matches its own finding's pattern better than any other."""
     size = 64
-    plan = synth.plan_dataset(images=250, seed=9)
+    plan = synth_plan.plan_dataset(images=250, seed=9)
     checked = Counter()
     for item in plan:
-        marked = synth.render_image(item, size=size, seed=9).astype(np.float32)
-        plain = synth.render_image(item, size=size, seed=9, mark_strength=0.0)
+        marked = synth_pixels.render_image(item, size=size, seed=9).astype(np.float32)
+        plain = synth_pixels.render_image(item, size=size, seed=9, mark_strength=0.0)
         difference = marked - plain
         if not any(item.labels):
             assert not difference.any(), item.filename
@@ -153,22 +153,24 @@ def test_marks_are_label_specific(tmp_path: Path) -> None:
         if sum(item.labels) != 1:
             continue
         label = item.labels.index(1)
-        scores = [_best_match(difference, synth.mark_pattern(k, size)) for k in range(14)]
+        scores = [_best_match(difference, synth_pixels.mark_pattern(k, size)) for k in range(14)]
         assert int(np.argmax(scores)) == label, (item.filename, LABELS[label], scores)
         checked[label] += 1
     assert len(checked) >= 8  # most findings appeared alone at least once
 
 
 @pytest.fixture(scope="module")
-def rendered_128() -> tuple[list[synth.SynthImage], list[Image.Image]]:
+def rendered_128() -> tuple[list[synth_plan.SynthImage], list[Image.Image]]:
     """300 planned images rendered at 128 px, made once for the downsizing tests."""
-    plan = synth.plan_dataset(images=300, seed=4)
-    return plan, [Image.fromarray(synth.render_image(item, size=128, seed=4)) for item in plan]
+    plan = synth_plan.plan_dataset(images=300, seed=4)
+    return plan, [
+        Image.fromarray(synth_pixels.render_image(item, size=128, seed=4)) for item in plan
+    ]
 
 
 @pytest.mark.parametrize(("size", "blur"), [(64, 9), (32, 5)])
 def test_marks_survive_downsizing_in_whole_images(
-    rendered_128: tuple[list[synth.SynthImage], list[Image.Image]], size: int, blur: int
+    rendered_128: tuple[list[synth_plan.SynthImage], list[Image.Image]], size: int, blur: int
 ) -> None:
     """Images made at 128 px and downsized to 64 or 32 px, anatomy and noise included:
     the matched filter of a common finding's pattern ranks positives above negatives,
@@ -182,7 +184,7 @@ def test_marks_survive_downsizing_in_whole_images(
     ]
     for name in ("Atelectasis", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumothorax"):
         label = LABELS.index(name)
-        template = _centre(synth.mark_pattern(label, size))
+        template = _centre(synth_pixels.mark_pattern(label, size))
         scores = np.array([_best_match(image, template) for image in images])
         positive = np.array([item.labels[label] == 1 for item in plan])
         assert _auc(positive, scores) > 0.75, name

@@ -18,18 +18,16 @@ from PIL import Image
 
 from converters import features
 from converters.chestxray import read_chestxray14
+from converters.conversion import convert
 from converters.imageio import load_image, to_grayscale
 from converters.manifest import load_manifest
+from converters.options import ConversionOptions
+from converters.output_folder import OutputExistsError
 from converters.records import TFRecordFileWriter, count_records, serialize_example
+from converters.shard_plan import shard_count_for
 from converters.shards import ShardItem
 from converters.synth import generate
-from converters.tfrecord import (
-    ConversionOptions,
-    OutputExistsError,
-    convert,
-    main,
-    shard_count_for,
-)
+from converters.tfrecord import main
 
 
 def read_examples(manifest: Any, split: str) -> list[dict[str, Any]]:

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from converters import features
+from converters.conversion import convert
 from converters.manifest import ManifestError, load_manifest
+from converters.options import ConversionOptions
 from converters.records import TFRecordFileWriter, read_records, serialize_example
-from converters.tfrecord import ConversionOptions, convert
 from converters.verify import main, verify
 
 

@@ -30,6 +30,7 @@ Layout (schema_version 1); every key is always present, `null` where not applica
                      storage: {data_dir, records_dir: null | {path, mount_point, fs_type,
                      source, options}} (optional)} or partial
     dataset         null | {source, path, split, images, records_dir, encoding, ...,
+                     decoder (optional): "host per batch: OpenCV ..." | "TensorFlow ...",
                      page_cache (optional): {state, action, files, bytes_read,
                      before, after, at_end: {files, bytes, measured_bytes, resident_bytes,
                      fraction, unmeasured_files, unreadable}, memory_limit_bytes,

@@ -35,8 +35,10 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from bench.input.preprocess import flip_bits
 from bench.input.sources import (
     PROBLEM_NONE,
+    PROBLEM_UNDECODABLE,
     PROBLEM_UNREADABLE,
     PROBLEMS,
     BatchDecoder,
@@ -52,7 +54,6 @@ BATCH_FAILED = (
 )
 # Codes after PROBLEM_UNREADABLE (bench.input.sources): set by the guard itself.
 PROBLEM_STALLED = 2
-PROBLEM_UNDECODABLE = 3  # marked by a batch decoder, which does not fail on a bad image
 PROBLEM_BATCH_FAILED = 4  # lost with a whole batch that failed to decode
 STALLED = "not one batch of usable examples among the last {limit} read"
 NAMED = 10  # bad elements named in one message; the rest are counted
@@ -121,13 +122,17 @@ class BadDataGuard:
 
         return plain(function)
 
-    def decoding_batch(self, decode: BatchDecoder, image_size: int) -> Callable[..., Element]:
-        """`decoding` for a batch decoder (bench.input.sources.batch_loader), mapped over
-        batches of numbered elements: one table write and one decoder call per batch.
+    def decoding_batch(
+        self, decode: BatchDecoder, image_size: int, *, flip_seed: int | None = None
+    ) -> Callable[..., Element]:
+        """`decoding` for a batch decoder (bench.input.sources.batch_loader,
+        bench.input.host_decode), mapped over batches of numbered elements: one table write
+        and one decoder call per batch. With `flip_seed` the decoder is asked to mirror the
+        images `flip_bits` picks (the same ones flip_batch would).
 
-        Bad images come back marked (PROBLEM_UNDECODABLE), not missing; a batch that fails
-        as a whole goes missing and `check` names its records with BATCH_FAILED. A batch
-        in which every element has stalled is not decoded.
+        Bad images come back marked with their problem code, not missing; a batch that
+        fails as a whole goes missing and `check` names its records with BATCH_FAILED. A
+        batch in which every element has stalled is not decoded.
         """
 
         def function(seq: tf.Tensor, elements: Element) -> Element:
@@ -136,19 +141,20 @@ class BadDataGuard:
             )
             issued = self._issued.insert(seq[-1:], seq[-1:, None] + 1)
             count = tf.shape(seq)[0]
+            flips = tf.zeros([count], tf.bool) if flip_seed is None else flip_bits(seq, flip_seed)
             # Written before decoding, so that a batch that fails still leaves its trace.
             with tf.control_dependencies([remember, issued]):
                 images, labels, decoded = tf.cond(
                     tf.reduce_any(tf.logical_and(fresh, tf.logical_not(stalled))),
-                    lambda: decode(elements),
+                    lambda: decode(elements, flips),
                     lambda: (
                         tf.zeros([count, image_size, image_size, 1], tf.uint8),
                         tf.zeros([count, NUM_LABELS], tf.float32),
-                        tf.zeros([count], tf.bool),
+                        tf.fill([count], PROBLEM_UNDECODABLE),
                     ),
                 )
-            undecodable = tf.logical_and(fresh, tf.logical_not(decoded))
-            problem = tf.where(undecodable, PROBLEM_UNDECODABLE, known)
+            bad = tf.logical_and(fresh, decoded != PROBLEM_NONE)
+            problem = tf.where(bad, decoded, known)
             problem = tf.where(tf.logical_and(fresh, stalled), PROBLEM_STALLED, problem)
             return {"seq": seq, "problem": problem, "end": end, "image": images, "label": labels}
 
@@ -161,7 +167,9 @@ class BadDataGuard:
         the table write). The table's row holds why the element is bad should it go missing:
         its known problem, or `if_missing` for a fresh one."""
         end = elements["source_id"] < 0
-        known = tf.where(end, PROBLEM_NONE, known_problem(elements))
+        # Elements without a payload (bench.input.host_decode) have no problem known yet.
+        before = known_problem(elements) if "payload" in elements else tf.zeros_like(seq, tf.int32)
+        known = tf.where(end, PROBLEM_NONE, before)
         fresh = tf.logical_and(tf.logical_not(end), known == PROBLEM_NONE)
         progress = self._progress.find(tf.constant([PROGRESS], tf.int64), default=0)[0, 0]
         stalled = seq - progress > self.limit
@@ -194,15 +202,24 @@ class BadDataGuard:
         elements are removed (a batch may shrink, or vanish); without it the caller knows
         none can be there (an endless stream that fails on bad data).
         """
-        checked = batches.scan(tf.constant(0, tf.int64), plain(self._account))
+        start = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+        checked = batches.scan(start, plain(self._account))
         if not drop_marked:
             return checked.map(plain(lambda batch: _fields(batch)))
         kept = checked.map(plain(_drop_marked))
         return kept.filter(plain(lambda batch: tf.size(batch["seq"]) > 0))
 
-    def _account(self, expected: tf.Tensor, batch: Element) -> tuple[tf.Tensor, Element]:
+    def _account(
+        self, state: tuple[tf.Tensor, tf.Tensor], batch: Element
+    ) -> tuple[tuple[tf.Tensor, tf.Tensor], Element]:
+        """State: (the first number not yet accounted for, one more than the last good
+        element's). A decoder that marks bad images instead of losing them keeps batches
+        coming: too long a run of bad ones is a stall too."""
+        expected, good_end = state
         seq = batch["seq"]
         last = seq[-1]
+        good = tf.logical_and(tf.logical_not(batch["end"]), batch["problem"] == PROBLEM_NONE)
+        good_end = tf.maximum(good_end, tf.reduce_max(tf.where(good, seq + 1, 0)))
         span = last + 1 - expected
         present = tf.scatter_nd((seq - expected)[:, None], tf.ones_like(seq), span[None])
         missing = tf.boolean_mask(tf.range(expected, last + 1), tf.equal(present, 0))
@@ -211,7 +228,10 @@ class BadDataGuard:
         )
         bad = tf.concat([missing, tf.boolean_mask(seq, is_bad)], 0)
         marked = tf.boolean_mask(batch["problem"], is_bad)
-        stalled = tf.reduce_any(tf.equal(batch["problem"], PROBLEM_STALLED))
+        stalled = tf.logical_or(
+            tf.reduce_any(tf.equal(batch["problem"], PROBLEM_STALLED)),
+            last + 1 - good_end > self.limit,
+        )
         acted = tf.cond(
             tf.logical_or(tf.size(bad) > 0, stalled),
             lambda: self._act(bad, marked, stalled),
@@ -221,7 +241,7 @@ class BadDataGuard:
         with tf.control_dependencies([acted]):
             checked = self._rows.remove(tf.range(expected, last + 1))
         with tf.control_dependencies([advanced, checked]):
-            return last + 1, {**batch, "seq": tf.identity(seq)}
+            return (last + 1, good_end), {**batch, "seq": tf.identity(seq)}
 
     def _act(self, bad: tf.Tensor, marked: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
         """Name the bad elements (numbers `bad`: the missing ones, then those that arrived

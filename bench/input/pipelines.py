@@ -5,10 +5,13 @@
       -> guard check, per batch -> [resize, per batch] -> [cache] -> flip, per batch
       -> [prefetch]
 
-Raw uint8 records (nothing to decode per image) take a shorter road in the tuned
-pipeline: enumerate -> batch -> parse and check the batch's records at once
-(bench.input.sources.batch_loader) -> guard check -> ...; a per-image tf.data function costs
-more CPU than such an image's whole decoding.
+The tuned pipeline decodes on the host where it can (bench.input.host_decode, `decoder`
+"auto"): (file, record) pairs -> enumerate -> batch -> one call per batch reads, decodes,
+resizes and flips with OpenCV and libjpeg-turbo -> guard check -> prefetch; tf.data's own
+per-record stages and TensorFlow's resize cost more CPU than a small image's decoding.
+With TensorFlow's ops (`decoder` "tensorflow", and always through a tf.data service), raw
+uint8 records take a shorter road: enumerate -> batch -> parse and check the batch's
+records at once (bench.input.sources.batch_loader) -> guard check -> ...
 
 Only the source stage knows whether it reads image files or shards, and the two
 structures differ only in how the stages run:
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from bench.contract.config import PIPELINES
+from bench.input import host_decode
 from bench.input.guard import BadDataGuard
 from bench.input.preprocess import flip_batch, resize, resize_batch
 from bench.input.sources import (
@@ -53,14 +57,19 @@ from bench.input.sources import (
 )
 
 __all__ = [
+    "DECODERS",
     "PipelineOptions",
     "Source",
     "build_dataset",
+    "decoder_name",
     "raw_source",
     "skipped_count",
     "tfrecord_source",
 ]
 
+# auto: the host decoder where it can run (tuned, in this process, OpenCV installed,
+# uncompressed), else TensorFlow's ops; host: that or an error saying why not.
+DECODERS = ("auto", "tensorflow", "host")
 # The dataset carries its own guard, so that its skip count is asked of the dataset itself.
 GUARD_ATTRIBUTE = "chexbench_guard"
 
@@ -81,10 +90,15 @@ class PipelineOptions:
     private_threads: int | None = None  # tf.data's own thread pool size (tuned)
     seed: int = 0
     skip_bad: bool = False  # drop, count and name bad examples instead of failing
+    decoder: str = "auto"  # one of DECODERS (tuned only; naive is TensorFlow per image)
 
     def __post_init__(self) -> None:
         if self.kind not in PIPELINES:
             raise ValueError(f"kind must be naive or tuned, got {self.kind!r}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if self.decoder == "host" and self.kind != "tuned":
+            raise ValueError("decoder 'host' is for the tuned pipeline only")
         for name in ("image_size", "batch_size", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -130,16 +144,29 @@ def build_dataset(
     guard = BadDataGuard(source.files, skip_bad=options.skip_bad, batch_size=options.batch_size)
     parallel = (options.parallel_calls or tf.data.AUTOTUNE) if tuned else None
     batch_size = options.batch_size
+    on_host = uses_host_decoder(source, options, service_workers=service_workers)
+    # The host decoder flips as it writes, unless a cache must keep images unflipped.
+    flipped_on_host = on_host and options.training and not options.cache
 
     # Images of one known stored size are resized per batch, after the check.
-    batch_resize = source.stored_size not in (None, options.image_size)
+    batch_resize = not on_host and source.stored_size not in (None, options.image_size)
     decoded_size = source.stored_size if batch_resize else options.image_size
     finite = not repeat_at_source
     # An endless stream without skip_bad holds nothing to drop: a bad element fails it.
     drop_marked = options.skip_bad or finite
     # Order-preserving maps, so that the guard can see which elements failed to decode.
     batch_decode = batch_loader(source) if tuned and not options.skip_bad else None
-    if batch_decode is None:
+    if on_host:
+        # Every element comes back, bad ones marked: no ignore_errors, no end batch.
+        numbered = guard.numbered(host_decode.host_elements(source, plan), finite=finite)
+        batches = numbered.batch(
+            batch_size, drop_remainder=not drop_marked, **_parallel(parallel, True)
+        )
+        decoder = host_decode.HostDecoder(source, options.image_size).tf_decoder()
+        flip_seed = seed if flipped_on_host else None
+        decode = guard.decoding_batch(decoder, decoded_size, flip_seed=flip_seed)
+        batches = batches.map(decode, **_parallel(parallel, True))
+    elif batch_decode is None:
         numbered = guard.numbered(encoded_elements(source, plan), finite=finite)
         decode = guard.decoding(_decoder(source, decoded_size), decoded_size)
         decoded = numbered.map(decode, **_parallel(parallel, True)).ignore_errors()
@@ -180,7 +207,7 @@ def build_dataset(
 
     def model_input(batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         images = batch["image"]
-        if options.training:
+        if options.training and not flipped_on_host:
             images = flip_batch(images, batch["seq"], seed)
         return images, batch["label"]
 
@@ -190,6 +217,34 @@ def build_dataset(
     batches = batches.with_options(_tuned_options(options) if tuned else _naive_options())
     setattr(batches, GUARD_ATTRIBUTE, guard)
     return batches
+
+
+def uses_host_decoder(
+    source: Source, options: PipelineOptions, *, service_workers: int = 0
+) -> bool:
+    """Whether build_dataset decodes on the host (bench.input.host_decode); raises
+    ValueError where options.decoder is "host" and it cannot."""
+    if options.kind != "tuned" or options.decoder == "tensorflow":
+        return False
+    why_not = None
+    if not host_decode.available():
+        why_not = "OpenCV (opencv-python-headless) is not installed"
+    elif service_workers:
+        why_not = "a tf.data service worker cannot run this process's Python decoder"
+    elif source.format == "tfrecord" and source.compression != "none":
+        why_not = f"{source.compression} shards cannot be read by record index"
+    if why_not is not None and options.decoder == "host":
+        raise ValueError(f"decoder 'host' cannot be used: {why_not}")
+    return why_not is None
+
+
+def decoder_name(source: Source, options: PipelineOptions, *, service_workers: int = 0) -> str:
+    """Which decoder build_dataset uses for these arguments, for the result files."""
+    if uses_host_decoder(source, options, service_workers=service_workers):
+        return host_decode.implementation()
+    if options.kind == "tuned" and not options.skip_bad and batch_loader(source) is not None:
+        return f"TensorFlow {tf.__version__} per batch (raw uint8 records)"
+    return f"TensorFlow {tf.__version__} per image"
 
 
 def skipped_count(dataset: tf.data.Dataset) -> int | None:

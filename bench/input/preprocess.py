@@ -158,6 +158,12 @@ def _bilinear_blocks(size: int, target: int) -> tf.Tensor | None:
     return tf.constant(weights)
 
 
+def flip_bits(keys: tf.Tensor, seed: int) -> tf.Tensor:
+    """bool [B]: which images of a batch to mirror, a hash of (seed, each image's key)."""
+    text = tf.strings.join([str(seed), tf.strings.as_string(keys)], separator=":")
+    return tf.equal(tf.strings.to_hash_bucket_fast(text, 2), 1)
+
+
 def flip_batch(images: tf.Tensor, keys: tf.Tensor, seed: int) -> tf.Tensor:
     """Mirror each gray image of a batch [B, S, S, 1] left-right with probability 1/2.
 
@@ -165,8 +171,7 @@ def flip_batch(images: tf.Tensor, keys: tf.Tensor, seed: int) -> tf.Tensor:
     number in the stream: a flip differs between images and epochs and never depends on
     threads or on how images happen to be grouped into batches.
     """
-    text = tf.strings.join([str(seed), tf.strings.as_string(keys)], separator=":")
-    flip = tf.strings.to_hash_bucket_fast(text, 2)
+    flip = tf.cast(flip_bits(keys, seed), tf.int64)
     # Reversing [B, S, S] along its last axis is 4x faster than [B, S, S, 1] along its
     # third (a trailing axis of size 1 defeats Eigen's vectorisation); picking each image
     # from [originals; mirrors] by index beats a broadcast tf.where over the pixels.

@@ -35,6 +35,8 @@ from converters import features
 # Why an element is known to be bad before decoding; the guard turns codes into messages.
 PROBLEM_NONE = 0
 PROBLEM_UNREADABLE = 1
+# Set by a batch decoder, which marks a bad image instead of failing (2 and 4: the guard's).
+PROBLEM_UNDECODABLE = 3
 PROBLEMS = {
     PROBLEM_UNREADABLE: "unreadable record (the shard is truncated or corrupt from here on)",
 }
@@ -121,13 +123,14 @@ def raw_source(data_dir: Path, split: str, *, val_fraction: float = 0.1, seed: i
     )
 
 
-def _is_jpeg(path: str) -> bool:
+def is_jpeg_name(path: str) -> bool:
+    """A raw file's encoding by its name, for folders of mixed files."""
     return path.lower().endswith((".jpg", ".jpeg"))
 
 
 def _file_encoding(paths: Any) -> str | None:
     """jpeg when every file is named .jpg/.jpeg, png when none is; None when mixed."""
-    kinds = {_is_jpeg(path) for path in paths}
+    kinds = {is_jpeg_name(path) for path in paths}
     if kinds == {True}:
         return "jpeg"
     return "png" if kinds == {False} else None
@@ -346,17 +349,19 @@ def _load_raw(element: Element, *, encoding: str | None) -> tuple[tf.Tensor, tf.
     return image, element["label"]
 
 
-BatchDecoder = Callable[[Element], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+# (batched elements, flips bool [B]) -> (uint8 images [B, S, S, 1], float32 labels [B, 14],
+# int32 problem codes [B]); images come back flipped where `flips` says, if the decoder flips.
+BatchDecoder = Callable[[Element, tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
 
 
 def batch_loader(source: Source) -> BatchDecoder | None:
     """The function that decodes a whole batch of encoded elements at once, for sources
     that need no per-image decoder: raw uint8 records of one stored size, one channel.
 
-    It returns (uint8 images [B, S, S, 1], float32 labels [B, 14], decoded bool [B]); an
+    It returns (uint8 images [B, S, S, 1], float32 labels [B, 14], problem codes [B]); an
     element that is not such an image (or a padding "" for an unreadable record) gets
-    decoded False and zero pixels instead of an error. A record that is not a
-    tf.train.Example at all fails the whole batch. None for every other source.
+    PROBLEM_UNDECODABLE and zero pixels instead of an error; it does not flip. A record
+    that is not a tf.train.Example at all fails the whole batch. None for every other source.
     """
     if not (
         source.format == "tfrecord"
@@ -368,7 +373,10 @@ def batch_loader(source: Source) -> BatchDecoder | None:
     return functools.partial(_load_raw_records, size=source.stored_size)
 
 
-def _load_raw_records(elements: Element, *, size: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def _load_raw_records(
+    elements: Element, flips: tf.Tensor, *, size: int
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    del flips  # flipped later, per batch (bench.input.preprocess.flip_batch)
     parsed = tf.io.parse_example(elements["payload"], _feature_spec(defaults=True))
     pixels = parsed[features.IMAGE_ENCODED]
     decoded = tf.reduce_all(
@@ -387,7 +395,8 @@ def _load_raw_records(elements: Element, *, size: int) -> tuple[tf.Tensor, tf.Te
     # and marked by `decoded`), so the batch decodes as one [B, size * size] array.
     images = tf.io.decode_raw(pixels, tf.uint8, fixed_length=size * size)
     labels = tf.cast(parsed[features.LABEL], tf.float32)
-    return tf.reshape(images, [-1, size, size, 1]), labels, decoded
+    problems = tf.where(decoded, PROBLEM_NONE, PROBLEM_UNDECODABLE)
+    return tf.reshape(images, [-1, size, size, 1]), labels, problems
 
 
 _DECODED_FEATURES = (

@@ -12,7 +12,13 @@ from typing import Any
 
 from bench.contract.config import RunConfig
 from bench.job import timing
-from bench.job.inputs import check_enough, first_batch_iterator, make_source, rank_dataset
+from bench.job.inputs import (
+    check_enough,
+    dataset_description,
+    first_batch_iterator,
+    make_source,
+    rank_dataset,
+)
 from bench.job.modes import RankOutcome, crash_hook, lr_warmup_steps, make_rank_trainer
 
 
@@ -95,7 +101,7 @@ def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) ->
     if window:
         times.measured_start, times.measured_end = window
         times.paused_s = paused_s[0]
-    details["fit"]["validation_dataset"] = dict(val_source.description)
+    details["fit"]["validation_dataset"] = dataset_description(config, val_source)
     details["fit"]["skipped_train_examples"] = skipped_count(train_data)
     details["fit"]["wall_s"] = time.time() - started
     return RankOutcome(
@@ -103,5 +109,5 @@ def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) ->
         details=details,
         losses=None,
         trainer=trainer,
-        dataset=dict(train_source.description),
+        dataset=dataset_description(config, train_source),
     )

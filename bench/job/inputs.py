@@ -149,6 +149,20 @@ def rank_dataset(
     return service.read(dataset, rank=engine.rank, part="train" if training else f"val-{epoch}")
 
 
+def dataset_description(config: RunConfig, source: Any) -> dict[str, Any]:
+    """The source's description for result["dataset"], with the decoder the rank's
+    pipeline uses (`decoder`: the host decoder's libraries, or TensorFlow's ops)."""
+    from bench.input.pipelines import decoder_name
+
+    service = _SERVICE[-1] if _SERVICE else None
+    decoder = decoder_name(
+        source,
+        pipeline_options(config, training=True),
+        service_workers=service.workers if service is not None else 0,
+    )
+    return {**source.description, "decoder": decoder}
+
+
 def make_source(config: RunConfig, split: str) -> Any:
     from bench.input.pipelines import raw_source, tfrecord_source
 

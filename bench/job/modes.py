@@ -22,6 +22,7 @@ from bench.job import timing
 from bench.job.inputs import (
     InputError,
     check_enough,
+    dataset_description,
     first_batch_iterator,
     make_source,
     rank_dataset,
@@ -187,7 +188,7 @@ def run_train(config: RunConfig, engine: Any, device: str) -> RankOutcome:
         times=times,
         losses=losses,
         trainer=trainer,
-        dataset=dict(source.description),
+        dataset=dataset_description(config, source),
         # None unless skip_bad: without it a bad example fails the run instead.
         details={"skipped_examples": skipped_count(dataset)},
     )
@@ -222,7 +223,7 @@ def run_pipeline(config: RunConfig, engine: Any, device: str) -> RankOutcome:
     )
     return RankOutcome(
         times=times,
-        dataset=dict(source.description),
+        dataset=dataset_description(config, source),
         details={"probe": measured},
         images_per_sec_sum=float(measured["images_per_sec"]),
     )

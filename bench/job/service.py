@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.service.pool import ServiceConfig, ServicePool
+from bench.service.config import ServiceConfig
+from bench.service.pool import ServicePool
 from bench.service.usage import describe_service
 
 

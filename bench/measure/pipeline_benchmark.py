@@ -31,6 +31,7 @@ from bench.input.pipelines import (
     PipelineOptions,
     Source,
     build_dataset,
+    decoder_name,
     raw_source,
     tfrecord_source,
 )
@@ -43,6 +44,7 @@ from bench.measure.probe import probe
 class Format:
     """One row of the table: a source, and the conversion that makes it (None: raw files)."""
 
+    key: str  # what --formats names it by
     name: str
     encoding: str | None = None
     resize: int | None = None
@@ -55,11 +57,11 @@ class Format:
 
 
 FORMATS = (
-    Format("raw PNG files"),
-    Format("TFRecord png (lossless, full size)", "png"),
-    Format("TFRecord png 256px", "png", 256),
-    Format("TFRecord jpeg 256px", "jpeg", 256),
-    Format("TFRecord raw uint8 256px", "raw", 256),
+    Format("files", "raw PNG files"),
+    Format("png-full", "TFRecord png (lossless, full size)", "png"),
+    Format("png-256", "TFRecord png 256px", "png", 256),
+    Format("jpeg-256", "TFRecord jpeg 256px", "jpeg", 256),
+    Format("raw-256", "TFRecord raw uint8 256px", "raw", 256),
 )
 DECODING_TARGET = 0.85
 RAW_TARGET = 0.5
@@ -87,6 +89,13 @@ def parser() -> argparse.ArgumentParser:
         default=cores(),
         help="cores the bound scales to (default: those this process may use)",
     )
+    result.add_argument(
+        "--formats",
+        nargs="+",
+        choices=[fmt.key for fmt in FORMATS],
+        default=[fmt.key for fmt in FORMATS],
+        help="the formats to measure (default: all)",
+    )
     result.add_argument("--json", type=Path, help="also write every figure to this file")
     return result
 
@@ -99,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for fmt, source in sources:
         print(f"measuring {fmt.name} ...", file=sys.stderr, flush=True)
         figures = measure(source, args)
-        summary = summarise(fmt, figures, args)
+        summary = summarise(fmt, source, figures, args)
         details.append({**summary, "dataset": source.description, "rounds": figures})
         rows.append(_row(summary))
         stage_rows.append(_stage_row(summary))
@@ -116,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for summary in details:
         names = ", ".join(f"{k}: {v}" for k, v in summary["stage_implementation"].items())
-        print(f"{summary['format']}: {names}")
+        print(f"{summary['format']}: {names}; tuned decoder: {summary['tuned_decoder']}")
     if args.json:
         document = {
             "machine": machine_line(args),
@@ -143,11 +152,14 @@ HEADERS = [
     "met",
     "naive / bound",
     "tuned first batch s",
+    "tuned, TensorFlow decoder img/s",
     "tuned, normalised on host img/s",
     "bound CPU / tuned CPU per image",
 ]
 STAGE_HEADERS = ["format", *STAGES, "bound CPU ms/image"]
-KINDS = ("naive", "tuned", "tuned+host")
+# tuned: the default decoder (on the host where it can, bench.input.host_decode);
+# tuned-tensorflow: TensorFlow's ops; +host: the model's normalisation run by tf.data too.
+KINDS = ("naive", "tuned", "tuned-tensorflow", "tuned+host")
 
 
 def prepare(args: argparse.Namespace) -> list[tuple[Format, Source]]:
@@ -159,7 +171,7 @@ def prepare(args: argparse.Namespace) -> list[tuple[Format, Source]]:
     print(f"synthetic data set in {root} ...", file=sys.stderr, flush=True)
     generate(root, images=args.images, size=args.source_size, seed=3, progress=True)
     sources = []
-    for fmt in FORMATS:
+    for fmt in (fmt for fmt in FORMATS if fmt.key in args.formats):
         if fmt.encoding is None:
             sources.append((fmt, raw_source(root, "train")))
             continue
@@ -208,19 +220,24 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
 def _dataset(source: Source, kind: str, args: argparse.Namespace) -> Any:
     import tensorflow as tf  # loaded by bench.input.pipelines already, after bench set it up
 
-    options = PipelineOptions(
-        kind=kind.split("+")[0],
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        training=True,
-    )
-    dataset = build_dataset(source, options)
+    dataset = build_dataset(source, _options(kind, args))
     if kind.endswith("+host"):  # the model's first layer, run by tf.data on the host
         dataset = dataset.map(
             lambda images, labels: (to_model_input(images, "float32"), labels),
             num_parallel_calls=tf.data.AUTOTUNE,
         ).prefetch(tf.data.AUTOTUNE)
     return dataset
+
+
+def _options(kind: str, args: argparse.Namespace) -> PipelineOptions:
+    structure = kind.split("+")[0]
+    return PipelineOptions(
+        kind="naive" if structure == "naive" else "tuned",
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        training=True,
+        decoder="tensorflow" if structure == "tuned-tensorflow" else "auto",
+    )
 
 
 def _progress(round_index: int, what: str, images_per_sec: float | None) -> None:
@@ -233,7 +250,9 @@ def _best(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return max(samples, key=lambda sample: sample["images_per_sec"] or 0.0)
 
 
-def summarise(fmt: Format, figures: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def summarise(
+    fmt: Format, source: Source, figures: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
     """One format's figures: each pipeline's best round (the least disturbed), the bound
     from the least disturbed stage timings, and their ratios."""
     bound = bound_figures(figures.pop("stage_times"), core_count=args.cores)
@@ -244,6 +263,8 @@ def summarise(fmt: Format, figures: dict[str, Any], args: argparse.Namespace) ->
         "format": fmt.name,
         "naive_images_per_sec": naive,
         "tuned_images_per_sec": tuned,
+        "tuned_decoder": decoder_name(source, _options("tuned", args)),
+        "tuned_tensorflow_images_per_sec": _best(figures["tuned-tensorflow"])["images_per_sec"],
         "tuned_host_normalised_images_per_sec": _best(figures["tuned+host"])["images_per_sec"],
         "tuned_first_batch_s": _best(figures["tuned"])["time_to_first_batch_s"],
         **bound,
@@ -285,6 +306,7 @@ def _row(summary: dict[str, Any]) -> list[Any]:
         met,
         summary["naive_over_bound"],
         summary["tuned_first_batch_s"],
+        summary["tuned_tensorflow_images_per_sec"],
         summary["tuned_host_normalised_images_per_sec"],
         summary["bound_over_tuned_cpu"],
     ]

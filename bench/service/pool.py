@@ -41,103 +41,19 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from bench.service.usage import MANIFEST, describe_service, read_events
+from bench.service.config import LOCAL, ServiceConfig, ServiceError, ServiceWorkerDied
+from bench.service.server_process import Server, cpu_sets, free_ports, quote_argument, signal_server
+from bench.service.usage import MANIFEST, describe_service
 from converters.children import die_with_parent
 
 SERVER_MODULE = "bench.service.server"
-LOCAL = "localhost"
-LOG_TAIL_CHARS = 4000
-DEFAULT_REMOTE_COMMAND = ("ssh", "-o", "BatchMode=yes")
 REPO = Path(__file__).resolve().parents[2]
-
-
-class ServiceError(RuntimeError):
-    """The pool could not start, or one of its servers stopped; the message has its log."""
-
-
-class ServiceWorkerDied(ServiceError):
-    """A worker (or the dispatcher) ended while the pool was in use."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServiceConfig:
-    """The shape of one pool: how many workers, where, how large."""
-
-    workers: int
-    log_dir: Path
-    # Where the workers run, round robin; empty: this host. The dispatcher runs here.
-    hosts: tuple[str, ...] = ()
-    # Local workers only: pin each to this many cores of its own (None: no pinning).
-    cores_each: int | None = None
-    # The name other hosts reach this host by (the dispatcher's address for remote workers).
-    dispatcher_host: str = LOCAL
-    base_port: int | None = None  # None: free local ports; remote hosts need fixed ones
-    start_timeout_s: float = 120.0
-    stop_grace_s: float = 10.0
-    sample_period_s: float = 0.25
-    python: str = sys.executable
-    remote_command: tuple[str, ...] = DEFAULT_REMOTE_COMMAND
-    env: dict[str, str] | None = None
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
-        if self.cores_each is not None and self.cores_each < 1:
-            raise ValueError(f"cores_each must be at least 1, got {self.cores_each}")
-        if self.hosts and self.base_port is None:
-            raise ValueError("workers on other hosts need base_port (fixed ports to listen on)")
-
-
-@dataclass
-class Server:
-    """One started server process and what it said."""
-
-    role: str  # "dispatcher" | "worker"
-    index: int
-    host: str
-    port: int
-    argv: list[str]
-    log_path: Path
-    cpus: tuple[int, ...] | None = None
-    process: subprocess.Popen[bytes] | None = None
-    stdin: IO[bytes] | None = None
-    ready: dict[str, Any] | None = None
-    samples: list[tuple[float, float]] = field(default_factory=list)  # (time, cpu seconds)
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def name(self) -> str:
-        return "dispatcher" if self.role == "dispatcher" else f"worker {self.index}"
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def read_log(self) -> None:
-        """Take in the ready line and CPU samples the server printed so far."""
-        self.ready, self.samples, _ = read_events(self.log_path)
-
-    def log_tail(self) -> str:
-        text = _read_text(self.log_path)
-        return text[-LOG_TAIL_CHARS:]
-
-    def ended_message(self) -> str:
-        code = None if self.process is None else self.process.poll()
-        how = f"exit code {code}" if code is None or code >= 0 else _signal_name(-code)
-        return (
-            f"tf.data service {self.name} ({self.address}) ended ({how}); "
-            f"its log {self.log_path}:\n{self.log_tail()}"
-        )
 
 
 class ServicePool:
@@ -172,7 +88,7 @@ class ServicePool:
         ports = self._ports()
         hosts = [config.hosts[i % len(config.hosts)] if config.hosts else LOCAL
                  for i in range(config.workers)]  # fmt: skip
-        cpus = _cpu_sets(config.workers, config.cores_each) if not config.hosts else None
+        cpus = cpu_sets(config.workers, config.cores_each) if not config.hosts else None
         self.workers = [
             Server(
                 role="worker",
@@ -248,7 +164,7 @@ class ServicePool:
             return argv
         # On another host: the same argv, the repository importable there too (same path).
         remote = ["env", f"PYTHONPATH={REPO}", *argv]
-        return [*config.remote_command, server.host, *(_quote(item) for item in remote)]
+        return [*config.remote_command, server.host, *(quote_argument(item) for item in remote)]
 
     def _launch(self, server: Server) -> None:
         log = server.log_path.open("ab")
@@ -305,13 +221,13 @@ class ServicePool:
                 with contextlib.suppress(OSError):
                     server.stdin.close()
             if server.alive():
-                _signal(server, signal.SIGTERM)
+                signal_server(server, signal.SIGTERM)
         deadline = time.monotonic() + self.config.stop_grace_s
         while time.monotonic() < deadline and any(server.alive() for server in servers):
             time.sleep(0.05)
         for server in servers:
             if server.alive():
-                _signal(server, signal.SIGKILL)
+                signal_server(server, signal.SIGKILL)
             if server.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     server.process.wait(timeout=5)
@@ -363,55 +279,3 @@ class ServicePool:
         if self.config.base_port is not None:
             return [self.config.base_port + offset for offset in range(count)]
         return free_ports(count)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on this host (held open together while chosen)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _cpu_sets(workers: int, cores_each: int | None) -> list[tuple[int, ...]] | None:
-    """Disjoint CPU sets of `cores_each` for local workers, wrapping when the host has
-    fewer cores than asked for (they then share)."""
-    if cores_each is None:
-        return None
-    available = sorted(os.sched_getaffinity(0))
-    return [
-        tuple(available[(index * cores_each + k) % len(available)] for k in range(cores_each))
-        for index in range(workers)
-    ]
-
-
-def _signal(server: Server, signum: int) -> None:
-    assert server.process is not None
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(server.process.pid, signum)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return f"killed by {signal.Signals(number).name}"
-    except ValueError:
-        return f"killed by signal {number}"
-
-
-def _quote(item: str) -> str:
-    import shlex
-
-    return shlex.quote(item)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""

@@ -33,7 +33,8 @@ from typing import Any, TextIO
 import psutil
 
 from bench.contract import results
-from bench.service.pool import ServiceConfig, ServiceError, ServicePool, ServiceWorkerDied
+from bench.service.config import ServiceConfig, ServiceError, ServiceWorkerDied
+from bench.service.pool import ServicePool
 from converters.children import die_with_parent
 
 LOG_TAIL_CHARS = 4000

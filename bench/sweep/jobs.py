@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from bench.contract.cell import cell_record, engine_name
 from bench.contract.config import config_dict
-from bench.service.pool import ServiceConfig
+from bench.service.config import ServiceConfig
 from bench.sweep import launchers
 from bench.sweep.execute import Job, Progress, repeat_statuses, run_job, skip
 from bench.sweep.plan import Cell

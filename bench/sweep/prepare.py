@@ -110,7 +110,8 @@ def _reuse_or_convert(
 
 
 def _convert(spec: ConversionSpec, source: Path, out: Path, *, progress: bool) -> Any:
-    from converters.tfrecord import ConversionOptions, convert
+    from converters.conversion import convert
+    from converters.options import ConversionOptions
 
     options = ConversionOptions(
         source=source,

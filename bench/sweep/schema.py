@@ -246,7 +246,7 @@ class SyntheticSpec:
 
 @dataclass(frozen=True)
 class ConversionSpec:
-    """One named TFRecord conversion (converters.tfrecord.ConversionOptions' settings)."""
+    """One named TFRecord conversion (converters.options.ConversionOptions' settings)."""
 
     name: str
     encoding: str = "png"
