@@ -478,7 +478,7 @@ def test_raw_records_are_decoded_per_batch_and_bad_ones_still_named(
 ) -> None:
     """The tuned pipeline decodes raw uint8 records a batch at a time: the same pixels as
     the per-image road, and a bad record is still named with its shard and index."""
-    from bench.input.sources import batch_loader
+    from bench.input.decoders import batch_loader
 
     directory = _copy(records_raw_48, tmp_path)
     source = tfrecord_source(directory, "val")

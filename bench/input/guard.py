@@ -35,13 +35,13 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from bench.input.decoders import BatchDecoder
 from bench.input.preprocess import flip_bits
 from bench.input.sources import (
     PROBLEM_NONE,
     PROBLEM_UNDECODABLE,
     PROBLEM_UNREADABLE,
     PROBLEMS,
-    BatchDecoder,
     known_problem,
     plain,
 )
@@ -125,7 +125,7 @@ class BadDataGuard:
     def decoding_batch(
         self, decode: BatchDecoder, image_size: int, *, flip_seed: int | None = None
     ) -> Callable[..., Element]:
-        """`decoding` for a batch decoder (bench.input.sources.batch_loader,
+        """`decoding` for a batch decoder (bench.input.decoders.batch_loader,
         bench.input.host_decode), mapped over batches of numbered elements: one table write
         and one decoder call per batch. With `flip_seed` the decoder is asked to mirror the
         images `flip_bits` picks (the same ones flip_batch would).

@@ -11,7 +11,7 @@ resizes and flips with OpenCV and libjpeg-turbo -> guard check -> prefetch; tf.d
 per-record stages and TensorFlow's resize cost more CPU than a small image's decoding.
 With TensorFlow's ops (`decoder` "tensorflow", and always through a tf.data service), raw
 uint8 records take a shorter road: enumerate -> batch -> parse and check the batch's
-records at once (bench.input.sources.batch_loader) -> guard check -> ...
+records at once (bench.input.decoders.batch_loader) -> guard check -> ...
 
 Only the source stage knows whether it reads image files or shards, and the two
 structures differ only in how the stages run:
@@ -42,15 +42,14 @@ import tensorflow as tf
 
 from bench.contract.config import PIPELINES
 from bench.input import host_decode
+from bench.input.decoders import batch_loader, loader
 from bench.input.guard import BadDataGuard
 from bench.input.preprocess import flip_batch, resize, resize_batch
 from bench.input.sources import (
     Element,
     ReadPlan,
     Source,
-    batch_loader,
     encoded_elements,
-    loader,
     plain,
     raw_source,
     tfrecord_source,
