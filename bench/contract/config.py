@@ -69,6 +69,9 @@ class RunConfig:
     prefetch: int | None = None
     cache: bool = False
     private_threads: int | None = None
+    # Host decoder worker processes per rank (tuned pipeline): None = the pipeline's
+    # choice (bench.input.pipelines.decode_processes), 0 = in the pipeline's own threads.
+    decode_processes: int | None = None
     skip_bad: bool = False
     # The page cache before the job reads: warm (read every file once) or cold (evicted).
     page_cache: PageCache = "warm"
@@ -106,6 +109,8 @@ class RunConfig:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.telemetry_period_s <= 0:
             raise ConfigError(f"telemetry_period_s must be positive, got {self.telemetry_period_s}")
+        if self.decode_processes is not None and self.decode_processes < 0:
+            raise ConfigError(f"decode_processes must be 0 or more, got {self.decode_processes}")
         if self.input_workers < 0:
             raise ConfigError(f"input_workers must be 0 or more, got {self.input_workers}")
         if self.input_worker_cores is not None and self.input_worker_cores < 1:
@@ -188,6 +193,9 @@ HELP = {
     "page_cache": "before the job reads: warm (every data file read once) or cold (evicted)",
     "drop_caches": "with --page-cache cold: drop the whole page cache first (needs root)",
     "private_threads": "a private tf.data thread pool of this size",
+    "decode_processes": "host decoder worker processes per rank (tuned pipeline); default: "
+    "for resized records the node's cores shared by its ranks, for full-size images 0 "
+    "(decode in the pipeline's own threads)",
     "skip_bad": "skip and count images that cannot be read or decoded, instead of failing",
     "input_workers": "tf.data service workers that run the pipeline (0: in this process); "
     "without --input-service, rank 0 starts a local dispatcher and this many workers",

@@ -7,7 +7,8 @@
 
 The tuned pipeline decodes on the host where it can (bench.input.host_decode, `decoder`
 "auto"): (file, record) pairs -> enumerate -> batch -> one call per batch reads, decodes,
-resizes and flips with OpenCV and libjpeg-turbo -> guard check -> prefetch; tf.data's own
+resizes and flips with OpenCV and libjpeg-turbo, in decode worker processes
+(`decode_processes`; bench.input.decode_pool) -> guard check -> prefetch; tf.data's own
 per-record stages and TensorFlow's resize cost more CPU than a small image's decoding.
 With TensorFlow's ops (`decoder` "tensorflow", and always through a tf.data service), raw
 uint8 records take a shorter road: enumerate -> batch -> parse and check the batch's
@@ -35,13 +36,14 @@ workers in a stable order, unflipped, keeping the last partial batch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import tensorflow as tf
 
 from bench.contract.config import PIPELINES
-from bench.input import host_decode
+from bench.input import decode_pool, host_decode
 from bench.input.decoders import batch_loader, loader
 from bench.input.guard import BadDataGuard
 from bench.input.preprocess import flip_batch, resize, resize_batch
@@ -60,6 +62,7 @@ __all__ = [
     "PipelineOptions",
     "Source",
     "build_dataset",
+    "decode_processes",
     "decoder_name",
     "raw_source",
     "skipped_count",
@@ -90,6 +93,11 @@ class PipelineOptions:
     seed: int = 0
     skip_bad: bool = False  # drop, count and name bad examples instead of failing
     decoder: str = "auto"  # one of DECODERS (tuned only; naive is TensorFlow per image)
+    # Host decoder only: worker processes (0: the pipeline's own threads; None: for
+    # images of one stored size the cores this process may use, shared by `local_ranks`
+    # pipelines built at once on the host, else 0; see decode_processes).
+    decode_processes: int | None = None
+    local_ranks: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in PIPELINES:
@@ -98,7 +106,9 @@ class PipelineOptions:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.decoder == "host" and self.kind != "tuned":
             raise ValueError("decoder 'host' is for the tuned pipeline only")
-        for name in ("image_size", "batch_size", "shuffle_buffer"):
+        if self.decode_processes is not None and self.decode_processes < 0:
+            raise ValueError(f"decode_processes must be 0 or more, got {self.decode_processes}")
+        for name in ("image_size", "batch_size", "shuffle_buffer", "local_ranks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("parallel_calls", "cycle_length", "prefetch", "private_threads"):
@@ -161,10 +171,18 @@ def build_dataset(
         batches = numbered.batch(
             batch_size, drop_remainder=not drop_marked, **_parallel(parallel, True)
         )
-        decoder = host_decode.HostDecoder(source, options.image_size).tf_decoder()
+        decoder = host_decode.HostDecoder(
+            source,
+            options.image_size,
+            processes=decode_processes(source, options),
+            batch_size=batch_size,
+        ).tf_decoder()
         flip_seed = seed if flipped_on_host else None
         decode = guard.decoding_batch(decoder, decoded_size, flip_seed=flip_seed)
-        batches = batches.map(decode, **_parallel(parallel, True))
+        # Calls into decode processes wait, holding a tf.data thread: enough of them in
+        # flight to keep every worker's slots full (AUTOTUNE sizes for CPU-bound calls).
+        in_flight = host_calls_in_flight(source, options) or parallel
+        batches = batches.map(decode, **_parallel(in_flight, True))
     elif batch_decode is None:
         numbered = guard.numbered(encoded_elements(source, plan), finite=finite)
         decode = guard.decoding(_decoder(source, decoded_size), decoded_size)
@@ -213,7 +231,8 @@ def build_dataset(
     batches = checked.map(plain(model_input), **_parallel(parallel, True))
     if tuned:
         batches = batches.prefetch(options.prefetch or tf.data.AUTOTUNE)
-    batches = batches.with_options(_tuned_options(options) if tuned else _naive_options())
+    threads = host_calls_in_flight(source, options) if on_host else 0
+    batches = batches.with_options(_tuned_options(options, threads) if tuned else _naive_options())
     setattr(batches, GUARD_ATTRIBUTE, guard)
     return batches
 
@@ -240,10 +259,44 @@ def uses_host_decoder(
 def decoder_name(source: Source, options: PipelineOptions, *, service_workers: int = 0) -> str:
     """Which decoder build_dataset uses for these arguments, for the result files."""
     if uses_host_decoder(source, options, service_workers=service_workers):
-        return host_decode.implementation()
+        return host_decode.implementation(decode_processes(source, options))
     if options.kind == "tuned" and not options.skip_bad and batch_loader(source) is not None:
         return f"TensorFlow {tf.__version__} per batch (raw uint8 records)"
     return f"TensorFlow {tf.__version__} per image"
+
+
+def decode_processes(source: Source, options: PipelineOptions) -> int:
+    """The host decoder's worker processes for this source (0: in the pipeline's threads).
+
+    By default: for images of one stored size (resized conversions), the cores this process
+    may use shared among the host's `local_ranks`, at least 1: there the per-record Python
+    holds the GIL for much of the work (raw uint8 records: 1.7-1.8x with processes, per
+    interleaved round of bench.pipeline_benchmark). Full-size images decode in the
+    pipeline's threads: their decode releases the GIL for nearly all the work, and
+    processes measured 0.87-0.98x threads there.
+    """
+    if options.decode_processes is not None:
+        return options.decode_processes
+    if source.stored_size is None:
+        return 0
+    return max(1, _cores() // options.local_ranks)
+
+
+def host_calls_in_flight(source: Source, options: PipelineOptions) -> int:
+    """Host decoder calls the tuned pipeline keeps in flight: one per slot of its decode
+    processes (0 when it decodes in its own threads: AUTOTUNE then)."""
+    processes = decode_processes(source, options)
+    if processes == 0:
+        return 0
+    return options.parallel_calls or processes * decode_pool.SLOTS_PER_PROCESS
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def skipped_count(dataset: tf.data.Dataset) -> int | None:
@@ -301,9 +354,14 @@ def _naive_options() -> tf.data.Options:
     return options
 
 
-def _tuned_options(pipeline: PipelineOptions) -> tf.data.Options:
+def _tuned_options(pipeline: PipelineOptions, waiting_calls: int = 0) -> tf.data.Options:
+    """AUTOTUNE; with `waiting_calls` (host decoder calls that wait on decode processes)
+    a private thread pool that many threads larger than the cores, since tf.data's
+    shared pool has one thread per core and waiting calls would occupy them all."""
     options = tf.data.Options()
     options.autotune.enabled = True
     if pipeline.private_threads is not None:
         options.threading.private_threadpool_size = pipeline.private_threads
+    elif waiting_calls:
+        options.threading.private_threadpool_size = _cores() + waiting_calls
     return options

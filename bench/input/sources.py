@@ -27,15 +27,13 @@ from typing import Any
 import tensorflow as tf
 
 from bench.contract.config import DATA_FORMATS
+from bench.input.problems import (  # noqa: F401 - re-exported: the pipelines' names
+    PROBLEM_NONE,
+    PROBLEM_UNDECODABLE,
+    PROBLEM_UNREADABLE,
+    PROBLEMS,
+)
 
-# Why an element is known to be bad before decoding; the guard turns codes into messages.
-PROBLEM_NONE = 0
-PROBLEM_UNREADABLE = 1
-# Set by a batch decoder, which marks a bad image instead of failing (2 and 4: the guard's).
-PROBLEM_UNDECODABLE = 3
-PROBLEMS = {
-    PROBLEM_UNREADABLE: "unreadable record (the shard is truncated or corrupt from here on)",
-}
 READ_BUFFER_BYTES = 8 * 1024 * 1024
 # Every tf.data function here is plain TensorFlow: skipping AutoGraph conversion
 # saves seconds of dataset construction.

@@ -101,7 +101,9 @@ def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) ->
     if window:
         times.measured_start, times.measured_end = window
         times.paused_s = paused_s[0]
-    details["fit"]["validation_dataset"] = dataset_description(config, val_source)
+    details["fit"]["validation_dataset"] = dataset_description(
+        config, val_source, local_ranks=engine.local_size
+    )
     details["fit"]["skipped_train_examples"] = skipped_count(train_data)
     details["fit"]["wall_s"] = time.time() - started
     return RankOutcome(
@@ -109,5 +111,5 @@ def run_fit_mode(config: RunConfig, engine: Any, device: str, *, run_id: str) ->
         details=details,
         losses=None,
         trainer=trainer,
-        dataset=dataset_description(config, train_source),
+        dataset=dataset_description(config, train_source, local_ranks=engine.local_size),
     )

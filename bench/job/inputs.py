@@ -93,7 +93,7 @@ def _check_records(config: RunConfig) -> dict[str, Any]:
     return {"encoding": manifest.encoding, "image_size": manifest.image_size}
 
 
-def pipeline_options(config: RunConfig, *, training: bool) -> Any:
+def pipeline_options(config: RunConfig, *, training: bool, local_ranks: int = 1) -> Any:
     from bench.input.pipelines import PipelineOptions
 
     return PipelineOptions(
@@ -107,6 +107,8 @@ def pipeline_options(config: RunConfig, *, training: bool) -> Any:
         prefetch=config.prefetch,
         cache=config.cache,
         private_threads=config.private_threads,
+        decode_processes=config.decode_processes,
+        local_ranks=local_ranks,
         seed=config.seed,
         skip_bad=config.skip_bad,
     )
@@ -138,7 +140,7 @@ def rank_dataset(
     service = _SERVICE[-1] if _SERVICE else None
     dataset = build_dataset(
         source,
-        pipeline_options(config, training=training),
+        pipeline_options(config, training=training, local_ranks=engine.local_size),
         worker_index=engine.rank,
         num_workers=engine.size,
         epoch=epoch,
@@ -149,7 +151,7 @@ def rank_dataset(
     return service.read(dataset, rank=engine.rank, part="train" if training else f"val-{epoch}")
 
 
-def dataset_description(config: RunConfig, source: Any) -> dict[str, Any]:
+def dataset_description(config: RunConfig, source: Any, *, local_ranks: int = 1) -> dict[str, Any]:
     """The source's description for result["dataset"], with the decoder the rank's
     pipeline uses (`decoder`: the host decoder's libraries, or TensorFlow's ops)."""
     from bench.input.pipelines import decoder_name
@@ -157,7 +159,7 @@ def dataset_description(config: RunConfig, source: Any) -> dict[str, Any]:
     service = _SERVICE[-1] if _SERVICE else None
     decoder = decoder_name(
         source,
-        pipeline_options(config, training=True),
+        pipeline_options(config, training=True, local_ranks=local_ranks),
         service_workers=service.workers if service is not None else 0,
     )
     return {**source.description, "decoder": decoder}

@@ -188,7 +188,7 @@ def run_train(config: RunConfig, engine: Any, device: str) -> RankOutcome:
         times=times,
         losses=losses,
         trainer=trainer,
-        dataset=dataset_description(config, source),
+        dataset=dataset_description(config, source, local_ranks=engine.local_size),
         # None unless skip_bad: without it a bad example fails the run instead.
         details={"skipped_examples": skipped_count(dataset)},
     )
@@ -223,7 +223,7 @@ def run_pipeline(config: RunConfig, engine: Any, device: str) -> RankOutcome:
     )
     return RankOutcome(
         times=times,
-        dataset=dataset_description(config, source),
+        dataset=dataset_description(config, source, local_ranks=engine.local_size),
         details={"probe": measured},
         images_per_sec_sum=float(measured["images_per_sec"]),
     )

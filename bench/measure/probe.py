@@ -3,8 +3,9 @@
 `probe` pulls batches from a dataset as fast as it gives them and records everything a
 report needs to judge the figure: the first batch (iterator start-up) and the warm-up
 batches, excluded from the rate but kept; every measured batch's time; the images per
-second over the measured window; latency percentiles; host CPU use of this process and
-of the whole machine. The pipeline bound (bench.measure.bound) is the reference to put beside it.
+second over the measured window; latency percentiles; host CPU use of the pipeline's
+processes (this one and its decode workers) and of the whole machine. The pipeline bound
+(bench.measure.bound) is the reference to put beside it.
 
 TensorFlow is not imported here: probe() only iterates.
 """
@@ -41,11 +42,15 @@ class ProbeResult:
     latency_p50_s: float | None
     latency_p90_s: float | None
     latency_p99_s: float | None
-    process_cpu_pct: float | None  # this process over the measured window; 100 = one core
+    # The pipeline's processes over the measured window (this one and its decode workers,
+    # bench.input.decode_pool); 100 = one core. None where workers ran in a window too
+    # short for their tick-counted CPU.
+    process_cpu_pct: float | None
     host_cpu_pct: float | None  # the whole machine over the window; 100 = every core busy
     cpu_count: int
     exhausted: bool  # the dataset ended before the asked-for batches
     skipped_examples: int | None = None  # bad examples dropped (skip_bad), else None
+    worker_cpu_pct: float | None = None  # of that, the decode workers' (None: none ran)
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -83,6 +88,7 @@ def probe(
     # process_time() is this process's user + system CPU, every thread, in nanoseconds;
     # psutil's cpu_times() counts clock ticks (10 ms) and reads 0 % or 300 % on short windows.
     cpu_before = time.process_time()
+    workers_before = _workers_cpu_s()
     psutil.cpu_percent(interval=None)  # starts the machine-wide window
     window_start = time.perf_counter()
     measured = _timed_batches(iterator, batches)
@@ -94,13 +100,22 @@ def probe(
     measured_s = time.perf_counter() - window_start
     host_pct = psutil.cpu_percent(interval=None)
     cpu_after = time.process_time()
+    workers_after = _workers_cpu_s()
     times = [seconds for seconds, _ in measured]
     images = sum(count for _, count in measured)
     exhausted = len(warmup) < warmup_batches or len(measured) < batches
     percentiles = _percentiles(times)
-    process_pct = None
+    process_pct = worker_pct = None
     if measured_s > 0:
         process_pct = 100.0 * (cpu_after - cpu_before) / measured_s
+    shared = workers_before.keys() & workers_after.keys()
+    if shared and process_pct is not None:
+        if measured_s < HOST_CPU_MIN_WINDOW_S:
+            process_pct = None  # the workers' CPU counts 10 ms ticks: unmeasurable here
+        else:
+            spent = sum(workers_after[pid] - workers_before[pid] for pid in shared)
+            worker_pct = 100.0 * spent / measured_s
+            process_pct += worker_pct
     if measured_s < HOST_CPU_MIN_WINDOW_S:
         host_pct = None  # /proc/stat counts 10 ms ticks: a shorter window reads noise
     return ProbeResult(
@@ -121,8 +136,23 @@ def probe(
         cpu_count=os.cpu_count() or 1,
         exhausted=exhausted,
         skipped_examples=_skipped(dataset),
+        worker_cpu_pct=worker_pct if measured else None,
         note=_note(len(warmup), len(measured), warmup_batches, batches),
     )
+
+
+def _workers_cpu_s() -> dict[int, float]:
+    """User + system CPU seconds of each live decode worker of this process."""
+    from bench.input.decode_pool import live_workers  # TensorFlow-free
+
+    spent = {}
+    for pid in live_workers():
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:  # ended meanwhile
+            continue
+        spent[pid] = times.user + times.system
+    return spent
 
 
 def _timed_batches(iterator: Any, count: int) -> list[tuple[float, int]]:

@@ -1,0 +1,222 @@
+"""The host decoder's worker processes: the same batches as in-thread decoding, bad
+examples still marked, a dead worker named, no TensorFlow in the workers, pools bounded."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bench.input import decode_pool
+from bench.input.host_batch import BatchReader, BatchSource, _example_class
+from bench.input.pipelines import (
+    PipelineOptions,
+    Source,
+    build_dataset,
+    decoder_name,
+    tfrecord_source,
+)
+from bench.input.problems import PROBLEM_NONE, PROBLEM_UNREADABLE
+from converters.conversion import convert
+from converters.options import ConversionOptions
+from converters.records import read_records
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def encodings(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    made = {}
+    for encoding in ("jpeg", "raw", "png"):
+        out = tmp_path_factory.mktemp(f"pool-{encoding}")
+        convert(
+            ConversionOptions(
+                source=synth_root,
+                out=out,
+                splits=("val",),
+                encoding=encoding,
+                shard_count=2,
+                workers=1,
+            )
+        )
+        made[encoding] = out
+    return made
+
+
+def _spec(source: Source, size: int = 40) -> BatchSource:
+    return BatchSource(
+        format=source.format,
+        files=source.files,
+        image_size=size,
+        labels=source.labels,
+        record_counts=source.record_counts,
+        encoding=source.encoding,
+        compression=source.compression,
+    )
+
+
+def _batch(source: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every record, then the guard's end sentinel and a record past a shard's end."""
+    ids = np.repeat(np.arange(len(source.files)), source.record_counts)
+    records = np.concatenate([np.arange(count) for count in source.record_counts])
+    ids = np.concatenate([ids, [-1, 0]]).astype(np.int64)
+    records = np.concatenate([records, [-1, source.record_counts[0] + 5]]).astype(np.int64)
+    flips = (np.arange(len(ids)) % 3 == 0).astype(bool)
+    return ids, records, flips
+
+
+@pytest.mark.parametrize("encoding", ["jpeg", "raw", "png"])
+def test_decode_processes_give_the_threads_pixels_labels_and_problems(
+    encodings: dict[str, Path], encoding: str
+) -> None:
+    source = tfrecord_source(encodings[encoding], "val")
+    spec = _spec(source)
+    ids, records, flips = _batch(source)
+    expected = BatchReader(spec)(ids, records, flips)
+    pool = decode_pool.DecodePool(spec, processes=2, batch_size=len(ids))
+    try:
+        for _ in range(3):  # several calls: slots are reused
+            got = pool(ids, records, flips)
+            for name, want, have in zip(
+                ("images", "labels", "problems"), expected, got, strict=True
+            ):
+                np.testing.assert_array_equal(have, want, err_msg=name)
+    finally:
+        pool.close()
+    problems = expected[2]
+    assert (problems[:-1] == PROBLEM_NONE).all() and problems[-1] == PROBLEM_UNREADABLE
+    assert expected[0][:-2].any(axis=(1, 2, 3)).all()  # every real image has pixels
+    assert not expected[0][-2:].any()  # sentinel and unreadable: zeros
+
+
+def test_pipelines_in_processes_and_in_threads_agree(encodings: dict[str, Path]) -> None:
+    source = tfrecord_source(encodings["raw"], "val")
+    outputs = []
+    for processes in (0, 2):
+        options = PipelineOptions(
+            kind="tuned", image_size=32, batch_size=8, training=False, decode_processes=processes
+        )
+        images = np.concatenate([batch.numpy() for batch, _ in build_dataset(source, options)])
+        outputs.append(images)
+        where = "in 2 decode processes" if processes else "in the pipeline's threads"
+        assert where in decoder_name(source, options)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert len(outputs[0]) == source.num_examples
+
+
+def test_a_truncated_shard_is_named_in_threads_and_in_processes(
+    records_png: Path, tmp_path: Path
+) -> None:
+    directory = tmp_path / "records"
+    subprocess.run(["cp", "-r", str(records_png), str(directory)], check=True)
+    source = tfrecord_source(directory, "val")
+    shard = Path(source.files[0])
+    framed = sum(len(record) + 16 for record in read_records(shard)[:1])
+    shard.write_bytes(shard.read_bytes()[: framed + 30])
+    for processes in (0, 1):
+        options = PipelineOptions(
+            kind="tuned", image_size=32, batch_size=4, training=False, decode_processes=processes
+        )
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=rf"{shard.name} \(record 1\): unreadable"
+        ):
+            list(build_dataset(source, options))
+
+
+def test_a_dead_worker_fails_the_call_naming_it(encodings: dict[str, Path]) -> None:
+    source = tfrecord_source(encodings["jpeg"], "val")
+    ids, records, flips = _batch(source)
+    pool = decode_pool.DecodePool(_spec(source), processes=1, batch_size=len(ids))
+    try:
+        pool(ids, records, flips)
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(
+            decode_pool.WorkerFailed, match=rf"decode worker 0 \(pid {pid}\) exited with code -9"
+        ):
+            pool(ids, records, flips)
+    finally:
+        pool.close()
+
+
+def test_the_worker_imports_no_tensorflow() -> None:
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, bench.input.decode_worker; print('tensorflow' in sys.modules)",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.strip() == "False"
+
+
+def test_the_example_class_parses_what_tensorflow_parses(records_png: Path) -> None:
+    source = tfrecord_source(records_png, "val")
+    record = read_records(Path(source.files[0]))[0]
+    ours = _example_class().FromString(record).features.feature
+    theirs = tf.train.Example.FromString(record).features.feature
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        kind = theirs[key].WhichOneof("kind")
+        assert ours[key].WhichOneof("kind") == kind, key
+        assert list(getattr(ours[key], kind).value) == list(getattr(theirs[key], kind).value)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has exited
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_gone(pid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def test_pools_are_shared_and_idle_ones_ended_then_restarted(encodings: dict[str, Path]) -> None:
+    specs = [_spec(tfrecord_source(encodings[name], "val")) for name in ("raw", "png", "jpeg")]
+    one = np.array([0])
+    pool = decode_pool.acquire(specs[0], processes=1, batch_size=4)
+    assert decode_pool.acquire(specs[0], processes=1, batch_size=4) is pool
+    pool(one, one * 0, one.astype(bool))
+    (pid,) = pool.pids
+    for spec in specs[1:]:  # newer pools start: the oldest idle one beyond the limit ends
+        decode_pool.acquire(spec, processes=1, batch_size=4)(one, one * 0, one.astype(bool))
+    assert decode_pool.MAX_LIVE_POOLS == 2
+    assert _wait_gone(pid) and not pool.pids
+    images, _, problems = pool(one, one * 0, one.astype(bool))  # restarted on use
+    assert pool.pids and pool.pids[0] != pid and images.any() and problems[0] == PROBLEM_NONE
+
+
+def test_discarded_pipelines_leave_no_workers_behind(encodings: dict[str, Path]) -> None:
+    started = []
+    for size in (24, 28, 32, 36):  # a different pool each (the image size is part of it)
+        options = PipelineOptions(
+            kind="tuned", image_size=size, batch_size=8, training=False, decode_processes=1
+        )
+        dataset = build_dataset(tfrecord_source(encodings["raw"], "val"), options)
+        assert sum(len(images) for images, _ in dataset) > 0
+        started += decode_pool.live_workers()
+        del dataset
+        gc.collect()
+    live = [pid for pid in decode_pool.live_workers() if _alive(pid)]
+    assert len(live) <= decode_pool.MAX_LIVE_POOLS * 2, live  # at most 2 per pool here
+    ended = [pid for pid in set(started) if pid not in live]
+    assert ended and all(_wait_gone(pid) for pid in ended)
