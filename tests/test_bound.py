@@ -156,7 +156,7 @@ def test_the_benchmark_writes_every_figure_the_issue_names(tmp_path: Path) -> No
         "--batches",
         "3",
         "--seconds",
-        "0.3",  # long enough to count the decode workers' CPU (10 ms ticks)
+        "0.3",  # long enough for the decode workers to report CPU within the window
         "--warmup-batches",
         "1",
         "--rounds",

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from bench.input import decode_pool
 from bench.input.host_batch import BatchReader, BatchSource, _example_class
+from bench.input.host_decode import batch_source
 from bench.input.pipelines import (
     PipelineOptions,
     Source,
@@ -52,15 +53,7 @@ def encodings(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def _spec(source: Source, size: int = 40) -> BatchSource:
-    return BatchSource(
-        format=source.format,
-        files=source.files,
-        image_size=size,
-        labels=source.labels,
-        record_counts=source.record_counts,
-        encoding=source.encoding,
-        compression=source.compression,
-    )
+    return batch_source(source, size)
 
 
 def _batch(source: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

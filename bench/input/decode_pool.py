@@ -38,7 +38,7 @@ import bench
 from bench.input import decode_worker
 from bench.input.host_batch import BatchSource, aligned_empty
 
-__all__ = ["DecodePool", "WorkerFailed", "acquire", "live_workers"]
+__all__ = ["DecodePool", "WorkerFailed", "acquire", "live_workers", "workers_cpu_s"]
 
 SLOTS_PER_PROCESS = 3
 CLOSE_WAIT_S = 5.0
@@ -87,6 +87,7 @@ class _Worker:
         self._write_lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._failure: str | None = None
+        self.cpu_s = 0.0  # the worker's own CPU as of its last reply
         self._send(decode_worker.LENGTH.pack(len(setup)) + setup)
         self._replies = threading.Thread(
             target=self._read_replies, name=f"chexbench-decode-{index}", daemon=True
@@ -148,7 +149,8 @@ class _Worker:
             header = decode_worker.read_exactly(replies, decode_worker.REPLY.size)
             if header is None:
                 break
-            slot, status, length = decode_worker.REPLY.unpack(header)
+            slot, status, length, cpu_ns = decode_worker.REPLY.unpack(header)
+            self.cpu_s = cpu_ns / 1e9
             message = decode_worker.read_exactly(replies, length) if length else b""
             with self._write_lock:
                 pending = self._pending.pop(slot, None)
@@ -231,6 +233,10 @@ class DecodePool:
     def pids(self) -> list[int]:
         return [worker.process.pid for worker in self._workers]
 
+    def cpu_s(self) -> dict[int, float]:
+        """Each live worker's CPU seconds, as of its last reply."""
+        return {worker.process.pid: worker.cpu_s for worker in list(self._workers)}
+
     def stop_if_idle(self) -> bool:
         """End the workers unless a call is in flight; whether they were ended."""
         with self._lock:
@@ -299,6 +305,14 @@ def _limit_live_pools(current: DecodePool) -> None:
     live.sort(key=lambda pool: pool.last_used, reverse=True)
     for pool in live[MAX_LIVE_POOLS - 1 :]:
         pool.stop_if_idle()
+
+
+def workers_cpu_s() -> dict[int, float]:
+    """CPU seconds of each live decode worker of this process, as each last reported it
+    (with every batch: exact, where tick-counted process times are 10 ms coarse)."""
+    with _LOCK:
+        pools = list(_POOLS.values())
+    return {pid: spent for pool in pools for pid, spent in pool.cpu_s().items()}
 
 
 def live_workers() -> list[int]:

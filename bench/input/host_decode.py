@@ -39,7 +39,7 @@ from bench.input.host_batch import BatchReader, BatchSource
 from bench.input.sources import Element, ReadPlan, Source, uses_file_sharding
 from converters.labels import NUM_LABELS
 
-__all__ = ["HostDecoder", "available", "host_elements", "implementation"]
+__all__ = ["HostDecoder", "available", "batch_source", "host_elements", "implementation"]
 
 
 def available() -> bool:
@@ -79,6 +79,19 @@ def host_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
     return elements.repeat() if plan.repeat else elements
 
 
+def batch_source(source: Source, image_size: int) -> BatchSource:
+    """What the host decoder's reader needs of `source`, written at `image_size`."""
+    return BatchSource(
+        format=source.format,
+        files=source.files,
+        image_size=image_size,
+        labels=source.labels,
+        record_counts=source.record_counts,
+        encoding=source.encoding,
+        compression=source.compression,
+    )
+
+
 class HostDecoder:
     """Reads, decodes, resizes and flips one batch (bench.input.host_batch), in the calling
     thread or, with `processes`, in that many decode worker processes
@@ -92,15 +105,7 @@ class HostDecoder:
         if source.format == "tfrecord" and source.compression != "none":
             raise ValueError("the host decoder reads uncompressed shards only")
         self.size = image_size
-        spec = BatchSource(
-            format=source.format,
-            files=source.files,
-            image_size=image_size,
-            labels=source.labels,
-            record_counts=source.record_counts,
-            encoding=source.encoding,
-            compression=source.compression,
-        )
+        spec = batch_source(source, image_size)
         if processes:
             self._decode: Any = decode_pool.acquire(
                 spec, processes=processes, batch_size=batch_size

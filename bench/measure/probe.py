@@ -43,14 +43,14 @@ class ProbeResult:
     latency_p90_s: float | None
     latency_p99_s: float | None
     # The pipeline's processes over the measured window (this one and its decode workers,
-    # bench.input.decode_pool); 100 = one core. None where workers ran in a window too
-    # short for their tick-counted CPU.
+    # bench.input.decode_pool); 100 = one core.
     process_cpu_pct: float | None
     host_cpu_pct: float | None  # the whole machine over the window; 100 = every core busy
     cpu_count: int
     exhausted: bool  # the dataset ended before the asked-for batches
     skipped_examples: int | None = None  # bad examples dropped (skip_bad), else None
-    worker_cpu_pct: float | None = None  # of that, the decode workers' (None: none ran)
+    # Of that, the decode workers' (as they report it per batch; None: none worked).
+    worker_cpu_pct: float | None = None
     note: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -108,14 +108,13 @@ def probe(
     process_pct = worker_pct = None
     if measured_s > 0:
         process_pct = 100.0 * (cpu_after - cpu_before) / measured_s
-    shared = workers_before.keys() & workers_after.keys()
-    if shared and process_pct is not None:
-        if measured_s < HOST_CPU_MIN_WINDOW_S:
-            process_pct = None  # the workers' CPU counts 10 ms ticks: unmeasurable here
-        else:
-            spent = sum(workers_after[pid] - workers_before[pid] for pid in shared)
-            worker_pct = 100.0 * spent / measured_s
-            process_pct += worker_pct
+    spent = sum(
+        workers_after[pid] - workers_before[pid]
+        for pid in workers_before.keys() & workers_after.keys()
+    )
+    if spent > 0 and process_pct is not None:  # idle workers of other pipelines add nothing
+        worker_pct = 100.0 * spent / measured_s
+        process_pct += worker_pct
     if measured_s < HOST_CPU_MIN_WINDOW_S:
         host_pct = None  # /proc/stat counts 10 ms ticks: a shorter window reads noise
     return ProbeResult(
@@ -142,17 +141,11 @@ def probe(
 
 
 def _workers_cpu_s() -> dict[int, float]:
-    """User + system CPU seconds of each live decode worker of this process."""
-    from bench.input.decode_pool import live_workers  # TensorFlow-free
+    """CPU seconds of each live decode worker of this process (bench.input.decode_pool,
+    TensorFlow-free), as each reported it with its last batch."""
+    from bench.input.decode_pool import workers_cpu_s
 
-    spent = {}
-    for pid in live_workers():
-        try:
-            times = psutil.Process(pid).cpu_times()
-        except psutil.Error:  # ended meanwhile
-            continue
-        spent[pid] = times.user + times.system
-    return spent
+    return workers_cpu_s()
 
 
 def _timed_batches(iterator: Any, count: int) -> list[tuple[float, int]]:
