@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from bench.input import decode_pool
+from bench.input.batch_arrays import TENSOR_ALIGNMENT, RecycledArrays
 from bench.input.host_batch import BatchReader, BatchSource, _example_class
 from bench.input.host_decode import batch_source
 from bench.input.pipelines import (
@@ -213,3 +214,98 @@ def test_discarded_pipelines_leave_no_workers_behind(encodings: dict[str, Path])
     assert len(live) <= decode_pool.MAX_LIVE_POOLS * 2, live  # at most 2 per pool here
     ended = [pid for pid in set(started) if pid not in live]
     assert ended and all(_wait_gone(pid) for pid in ended)
+
+
+EXIT_SCRIPT = """
+import sys, time
+from bench.input.pipelines import PipelineOptions, build_dataset, tfrecord_source
+
+source = tfrecord_source(sys.argv[1], "val")
+# Iterators kept alive to the end, as a script's globals are: one pipeline decoding in
+# processes, one in its own threads, each with host decoder calls in flight.
+alive = []
+for processes in (1, 0):
+    options = PipelineOptions(
+        kind="tuned", image_size=224, batch_size=64, decode_processes=processes
+    )
+    alive.append(iter(build_dataset(source, options)))
+# Pulled until the end: the pipelines are refilling their buffers as the process exits.
+end = time.monotonic() + 2.0
+while time.monotonic() < end:
+    for iterator in alive:
+        next(iterator)
+print("exiting", flush=True)
+"""
+
+
+def test_a_process_exits_with_host_decoder_iterators_still_alive(
+    encodings: dict[str, Path], tmp_path: Path
+) -> None:
+    """It hung at exit: the iterator's destructor held the GIL while it waited for the
+    calls in flight, which needed the GIL to return."""
+    script = tmp_path / "exit_with_iterators.py"
+    script.write_text(EXIT_SCRIPT)
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        finished = subprocess.run(
+            [sys.executable, str(script), str(encodings["jpeg"])],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=environment,
+        )
+    except subprocess.TimeoutExpired as timeout:
+        pytest.fail(f"the process did not exit: {timeout.stdout!r}")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert finished.stdout.strip() == "exiting"
+    assert "Traceback" not in finished.stderr
+
+
+def test_recycled_batch_arrays_are_reused_only_once_every_view_is_gone() -> None:
+    arrays = RecycledArrays((8, 8, 1), np.uint8)
+    first = arrays.take(3)
+    assert first.shape == (3, 8, 8, 1) and first.ctypes.data % TENSOR_ALIGNMENT == 0
+    first_at = first.ctypes.data
+    first[...] = 7
+    part = first[1:]  # as a tensor made from the array would hold it
+    del first
+    gc.collect()
+    second = arrays.take(3)
+    assert second.ctypes.data != first_at  # still in use through `part`
+    second[...] = 9
+    assert (part == 7).all()
+    del part, second
+    gc.collect()
+    assert arrays.spare() == 2
+    third = arrays.take(2)
+    assert third.shape == (2, 8, 8, 1) and arrays.spare() == 1
+    # A larger batch than the spare ones gets an array of its own.
+    assert arrays.take(5).shape == (5, 8, 8, 1)
+
+
+def test_batches_kept_past_the_leasable_slots_keep_their_pixels(
+    encodings: dict[str, Path],
+) -> None:
+    """Images are lent straight from a worker's shared memory while a batch is alive; a
+    consumer that keeps more batches than there are such slots gets copies after that,
+    and no slot is reused under a batch still held."""
+    source = tfrecord_source(encodings["raw"], "val")
+    spec = _spec(source)
+    expected = BatchReader(spec)(*_batch(source))
+    pool = decode_pool.DecodePool(spec, processes=1, batch_size=len(expected[0]))
+    try:
+        kept = [pool(*_batch(source)) for _ in range(3 * decode_pool.LEASED_SLOTS_PER_PROCESS)]
+        for images, labels, problems in kept:
+            np.testing.assert_array_equal(images, expected[0])
+            np.testing.assert_array_equal(labels, expected[1])
+            np.testing.assert_array_equal(problems, expected[2])
+        assert len({images.ctypes.data for images, _, _ in kept}) == len(kept)
+        assert pool.leased == decode_pool.LEASED_SLOTS_PER_PROCESS
+        del kept, images, labels, problems
+        gc.collect()
+        assert pool.leased == 0
+        # Handed back: every slot serves again.
+        for _ in range(decode_pool.SLOTS_PER_PROCESS + decode_pool.LEASED_SLOTS_PER_PROCESS + 2):
+            np.testing.assert_array_equal(pool(*_batch(source))[0], expected[0])
+    finally:
+        pool.close()

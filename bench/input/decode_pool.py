@@ -5,9 +5,11 @@
 
 Each worker (`python -m bench.input.decode_worker`, no TensorFlow) decodes whole batches
 into slots of a shared memory region; a call takes a free slot of any worker, sends the
-batch's (source id, record, flip) triples, waits (the GIL released) and copies the slot
-out. Calls in flight are bounded by the slots (`SLOTS_PER_PROCESS` per worker), so a
-slow worker holds back only its own share. Workers start on the first call, not when a
+batch's (source id, record, flip) triples and waits (the GIL released). The images are
+then lent to TensorFlow from the slot itself, which comes back when the batch is gone
+(`LEASED_SLOTS_PER_PROCESS` such slots per worker; past them, a copy); labels and problem
+codes are copied out. The tuned pipeline keeps `SLOTS_PER_PROCESS` calls in flight per
+worker. Workers start on the first call, not when a
 pipeline is built; a worker that dies fails the calls that needed it, naming it and its
 exit code (its traceback is on standard error), and the pool does not restart it.
 
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,11 +39,25 @@ import numpy as np
 
 import bench
 from bench.input import decode_worker
-from bench.input.host_batch import BatchSource, aligned_empty
+from bench.input.batch_arrays import RecycledArrays, aligned_empty
+from bench.input.host_batch import BatchSource
 
-__all__ = ["DecodePool", "WorkerFailed", "acquire", "live_workers", "workers_cpu_s"]
+__all__ = [
+    "DecodePool",
+    "WorkerFailed",
+    "acquire",
+    "close_all",
+    "live_workers",
+    "workers_cpu_s",
+]
 
-SLOTS_PER_PROCESS = 3
+SLOTS_PER_PROCESS = 3  # calls in flight per worker
+# Slots per worker beyond those, which a batch may keep while TensorFlow uses it: the
+# images go to TensorFlow straight from shared memory (no copy out: that copy, from
+# memory another core has just written, cost ~6 us per 224 px image of the training
+# process's CPU). When all are taken (a consumer that keeps batches, as a cache does),
+# batches are copied out instead.
+LEASED_SLOTS_PER_PROCESS = 4
 CLOSE_WAIT_S = 5.0
 
 
@@ -195,8 +212,11 @@ class DecodePool:
         self.last_used = 0.0
         self._workers: list[_Worker] = []
         self._free: queue.Queue[tuple[_Worker, int]] = queue.Queue()
-        self._lock = threading.Lock()
+        # Reentrant: a lease's finaliser may run wherever its last view is dropped.
+        self._lock = threading.RLock()
         self._in_flight = 0
+        self._leased = 0
+        self._images = RecycledArrays((source.image_size, source.image_size, 1), np.uint8)
 
     def __call__(
         self, source_ids: np.ndarray, records: np.ndarray, flips: np.ndarray
@@ -212,22 +232,54 @@ class DecodePool:
             _limit_live_pools(self)
         try:
             worker, slot = self._free.get()
+            leased = False
             try:
                 worker.decode(slot, source_ids, records, flips)
-                # Copied out (the slot is reused as soon as it is handed back), into
-                # arrays TensorFlow can take as they are.
                 count = len(source_ids)
-                copies = []
-                for view in worker.views[slot]:
-                    copy = aligned_empty((count, *view.shape[1:]), view.dtype)
-                    np.copyto(copy, view[:count])
-                    copies.append(copy)
-                return tuple(copies)
+                images, labels, problems = worker.views[slot]
+                # Labels and problem codes are copied out (small), into arrays
+                # TensorFlow can take as they are (64-byte aligned).
+                out_labels = aligned_empty((count, *labels.shape[1:]), labels.dtype)
+                out_problems = aligned_empty((count,), problems.dtype)
+                np.copyto(out_labels, labels[:count])
+                np.copyto(out_problems, problems[:count])
+                out_images = self._lease(worker, slot, images[:count])
+                leased = out_images is not None
+                if out_images is None:
+                    out_images = self._images.take(count)
+                    np.copyto(out_images, images[:count])
+                return out_images, out_labels, out_problems
             finally:
-                self._free.put((worker, slot))
+                if not leased:
+                    self._free.put((worker, slot))
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _lease(self, worker: _Worker, slot: int, images: np.ndarray) -> np.ndarray | None:
+        """`images` of `slot` as an array that hands the slot back once it and every view
+        of it are gone; None when this pool's leasable slots are all out."""
+        with self._lock:
+            if self._leased >= self.processes * LEASED_SLOTS_PER_PROCESS:
+                return None
+            self._leased += 1
+        # Over a buffer object of its own, which every view (numpy's, or TensorFlow's
+        # tensor) keeps alive: it dies with the last of them.
+        handed = np.frombuffer(memoryview(images.reshape(-1)), images.dtype)
+        weakref.finalize(handed.base, self._hand_back, worker, slot)
+        return handed.reshape(images.shape)
+
+    def _hand_back(self, worker: _Worker, slot: int) -> None:
+        with self._lock:
+            self._leased -= 1
+            if worker in self._workers:  # else ended since: its slots are gone with it
+                self._free.put((worker, slot))
+
+    @property
+    def leased(self) -> int:
+        """Slots whose images a live batch still uses."""
+        with self._lock:
+            return self._leased
 
     @property
     def pids(self) -> list[int]:
@@ -257,11 +309,11 @@ class DecodePool:
             worker.close()
 
     def _start(self) -> None:
+        slots = SLOTS_PER_PROCESS + LEASED_SLOTS_PER_PROCESS
         workers = [
-            _Worker(index, self.source, self.batch_size, SLOTS_PER_PROCESS)
-            for index in range(self.processes)
+            _Worker(index, self.source, self.batch_size, slots) for index in range(self.processes)
         ]
-        for slot in range(SLOTS_PER_PROCESS):  # interleaved: load spreads over workers
+        for slot in range(slots):  # interleaved: load spreads over workers
             for worker in workers:
                 self._free.put((worker, slot))
         self._workers = workers
@@ -322,7 +374,8 @@ def live_workers() -> list[int]:
 
 
 @atexit.register
-def _close_all() -> None:
+def close_all() -> None:
+    """End every pool's workers (at exit; calls waiting on them fail with WorkerFailed)."""
     with _LOCK:
         pools = list(_POOLS.values())
         _POOLS.clear()

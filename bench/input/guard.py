@@ -203,11 +203,17 @@ class BadDataGuard:
         none can be there (an endless stream that fails on bad data).
         """
         start = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-        checked = batches.scan(start, plain(self._account))
+        # The fields are picked inside the scan: a map of its own costs ~1 us per image.
+        finish = _drop_marked if drop_marked else _fields
+
+        def account(state: tuple[tf.Tensor, tf.Tensor], batch: Element):
+            state, batch = self._account(state, batch)
+            return state, finish(batch)
+
+        checked = batches.scan(start, plain(account))
         if not drop_marked:
-            return checked.map(plain(lambda batch: _fields(batch)))
-        kept = checked.map(plain(_drop_marked))
-        return kept.filter(plain(lambda batch: tf.size(batch["seq"]) > 0))
+            return checked
+        return checked.filter(plain(lambda batch: tf.size(batch["seq"]) > 0))
 
     def _account(
         self, state: tuple[tf.Tensor, tf.Tensor], batch: Element

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from bench.input.batch_arrays import RecycledArrays, aligned_empty
 from bench.input.problems import PROBLEM_NONE, PROBLEM_UNDECODABLE, PROBLEM_UNREADABLE
 from converters import features
 from converters.labels import NUM_LABELS
@@ -39,7 +40,7 @@ try:
 except ImportError:  # pragma: no cover - OpenCV then decodes JPEG too
     simplejpeg = None
 
-__all__ = ["BatchReader", "BatchSource", "aligned_empty", "available", "implementation"]
+__all__ = ["BatchReader", "BatchSource", "available", "implementation"]
 
 _HEADER = struct.Struct("<QI")
 # Open shards and their record indexes, shared by every reader of this process (a fit
@@ -90,6 +91,7 @@ class BatchReader:
             [_shard_key(path) for path in source.files] if source.format == "tfrecord" else []
         )
         self._example = _example_class()
+        self._images = RecycledArrays((self.size, self.size, 1), np.uint8)
 
     def __call__(
         self,
@@ -103,7 +105,7 @@ class BatchReader:
         count = len(source_ids)
         if out is None:
             out = (
-                aligned_empty((count, self.size, self.size, 1), np.uint8),
+                self._images.take(count),
                 aligned_empty((count, NUM_LABELS), np.float32),
                 aligned_empty((count,), np.int32),
             )
@@ -211,21 +213,6 @@ class BatchReader:
                 index = _record_index(descriptor, self.source.record_counts[shard])
                 _SHARDS[key] = (descriptor, index)
             return _SHARDS[key]
-
-
-# TensorFlow takes a numpy function's output array without copying it when its data is
-# aligned to this (EIGEN_MAX_ALIGN_BYTES), and copies it otherwise; numpy's allocations
-# are aligned to 16 bytes only.
-TENSOR_ALIGNMENT = 64
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """An uninitialised array whose data starts on a TENSOR_ALIGNMENT boundary."""
-    dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
-    raw = np.empty(size + TENSOR_ALIGNMENT, np.uint8)
-    start = -raw.ctypes.data % TENSOR_ALIGNMENT
-    return raw[start : start + size].view(dtype).reshape(shape)
 
 
 def _decode(encoded: bytes, image_format: str) -> np.ndarray | None:

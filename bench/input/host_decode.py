@@ -13,8 +13,8 @@ decode_processes), as PyTorch's DataLoader and DALI do: in the pipeline's own th
 per-record Python (read, CRC, protobuf parse) holds the GIL, and two threads decoded raw
 uint8 records only 1.25x faster than one.
 
-    host_elements(source, plan)  {source_id, record} per example: sharded, shuffled whole
-                                 (a true shuffle per epoch: records are read by index), repeated
+    host_batches(source, plan,   numbered batches of {source_id, record}: sharded, shuffled
+                 batch_size)     whole (a true shuffle per epoch: records are read by index)
     HostDecoder(source, size,    (source ids, records, flips) -> (uint8 [B, S, S, 1],
                 processes=N)     float32 labels [B, 14], int32 problem codes [B])
 
@@ -29,6 +29,9 @@ or where OpenCV is missing; `decoder_name` says which decoder a pipeline uses.
 
 from __future__ import annotations
 
+import atexit
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -39,7 +42,7 @@ from bench.input.host_batch import BatchReader, BatchSource
 from bench.input.sources import Element, ReadPlan, Source, uses_file_sharding
 from converters.labels import NUM_LABELS
 
-__all__ = ["HostDecoder", "available", "batch_source", "host_elements", "implementation"]
+__all__ = ["HostDecoder", "available", "batch_source", "host_batches", "implementation"]
 
 
 def available() -> bool:
@@ -53,11 +56,52 @@ def implementation(processes: int = 0) -> str:
     return f"host per batch {where}: {host_batch.implementation()}"
 
 
-def host_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
-    """{source_id, record} for this worker's examples (whole shards or every n-th element,
-    as bench.input.sources shards them): evaluation in a stable order, training shuffled
-    whole each epoch and repeated (records are read by index: no shard order or shuffle
-    buffer limits the mixing). Never served by a tf.data service (see above)."""
+def host_batches(
+    source: Source, plan: ReadPlan, batch_size: int, *, finite: bool, drop_remainder: bool
+) -> tf.data.Dataset:
+    """(seq [n], {source_id [n], record [n]}) batches of this worker's examples (whole
+    shards or every n-th element, as bench.input.sources shards them), numbered from 0 as
+    bench.input.guard numbers elements: evaluation in a stable order, training shuffled
+    whole each epoch (records are read by index: no shard order or shuffle buffer limits
+    the mixing), repeated unless `finite`; a finite stream ends with the guard's sentinel
+    (source_id -1). Never served by a tf.data service (see above).
+
+    Built per epoch and cut into batches (`rebatch`), with no per-example dataset stage:
+    slicing, shuffling, numbering and batching example by example cost the training process
+    more CPU than the rest of its share of a 256 px JPEG (docs/pipelines.md).
+    """
+    source_ids, records = _worker_examples(source, plan)
+    count = len(source_ids)
+    sentinel = tf.constant([-1], tf.int64), tf.constant([0], tf.int64)
+    all_ids, all_records = tf.constant(source_ids), tf.constant(records)
+    shuffle_seed = tf.constant(plan.shuffle_seed, tf.int64)
+
+    def epoch(index: tf.Tensor) -> Element:
+        ids, numbers = all_ids, all_records
+        if plan.training:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(count, dtype=tf.int64), seed=tf.stack([shuffle_seed, index])
+            )
+            ids, numbers = tf.gather(ids, order), tf.gather(numbers, order)
+        if finite:
+            ids, numbers = tf.concat([ids, sentinel[0]], 0), tf.concat([numbers, sentinel[1]], 0)
+        return {"source_id": ids, "record": numbers}
+
+    # An endless stream of empty epochs would never yield: a worker without examples has one.
+    epochs = 1 if finite or not plan.repeat or count == 0 else None
+    indices = tf.data.Dataset.range(epochs) if epochs else tf.data.Dataset.range(2**62)
+    batches = indices.map(epoch).rebatch(batch_size, drop_remainder=drop_remainder)
+
+    def numbered(batch_index: tf.Tensor, elements: Element) -> tuple[tf.Tensor, Element]:
+        # Every batch but the last is full: batch k holds numbers k * B onwards.
+        size = tf.shape(elements["source_id"], out_type=tf.int64)[0]
+        return batch_index * batch_size + tf.range(size), elements
+
+    return batches.enumerate().map(numbered)
+
+
+def _worker_examples(source: Source, plan: ReadPlan) -> tuple[np.ndarray, np.ndarray]:
+    """(source ids, records) of this worker's examples, in stored order."""
     if source.format == "raw":
         source_ids = np.arange(len(source.files), dtype=np.int64)
         records = np.full(len(source.files), -1, np.int64)
@@ -70,13 +114,7 @@ def host_elements(source: Source, plan: ReadPlan) -> tf.data.Dataset:
         mine = source_ids % plan.num_workers == plan.worker_index
     else:
         mine = np.arange(len(source_ids)) % plan.num_workers == plan.worker_index
-    source_ids, records = source_ids[mine], records[mine]
-    elements = tf.data.Dataset.from_tensor_slices({"source_id": source_ids, "record": records})
-    if plan.training:
-        elements = elements.shuffle(
-            max(len(source_ids), 1), seed=plan.shuffle_seed, reshuffle_each_iteration=True
-        )
-    return elements.repeat() if plan.repeat else elements
+    return source_ids[mine], records[mine]
 
 
 def batch_source(source: Source, image_size: int) -> BatchSource:
@@ -90,6 +128,55 @@ def batch_source(source: Source, image_size: int) -> BatchSource:
         encoding=source.encoding,
         compression=source.compression,
     )
+
+
+class _CallGate:
+    """Counts host decoder calls in flight, and refuses new ones once the process exits.
+
+    Why: tf.data runs the calls in its own threads. An iterator still alive when the
+    interpreter finalises is destroyed holding the GIL and waits for the calls in flight,
+    which need the GIL to return: the process hung at exit (any script that kept an
+    iterator in a global). At exit, while Python still runs, `drain` fails every new call
+    at once, ends the decode workers (calls waiting on them fail) and waits until no call
+    has been in flight for a moment, so that the pipeline's buffers fill and it goes quiet
+    before finalisation.
+    """
+
+    QUIET_S = 0.2
+    LIMIT_S = 10.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._last_end = 0.0
+        self._closed = False
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the host decoder is closed: the process is exiting")
+            self._in_flight += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._last_end = time.monotonic()
+
+    def drain(self) -> None:
+        with self._lock:
+            self._closed = True
+        decode_pool.close_all()
+        deadline = time.monotonic() + self.LIMIT_S
+        while time.monotonic() < deadline:
+            with self._lock:
+                quiet = self._in_flight == 0 and time.monotonic() - self._last_end > self.QUIET_S
+            if quiet:
+                return
+            time.sleep(0.01)  # releases the GIL: the calls in flight can return
+
+
+_GATE = _CallGate()
+atexit.register(_GATE.drain)  # after decode_pool's own: atexit runs the later first
 
 
 class HostDecoder:
@@ -116,7 +203,11 @@ class HostDecoder:
     def __call__(
         self, source_ids: np.ndarray, records: np.ndarray, flips: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self._decode(source_ids, records, flips)
+        _GATE.enter()
+        try:
+            return self._decode(source_ids, records, flips)
+        finally:
+            _GATE.leave()
 
     def tf_decoder(self) -> Any:
         """The batch decoder for bench.input.guard: (elements, flips) -> (images, labels,

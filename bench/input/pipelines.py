@@ -167,9 +167,8 @@ def build_dataset(
     batch_decode = batch_loader(source) if tuned and not options.skip_bad else None
     if on_host:
         # Every element comes back, bad ones marked: no ignore_errors, no end batch.
-        numbered = guard.numbered(host_decode.host_elements(source, plan), finite=finite)
-        batches = numbered.batch(
-            batch_size, drop_remainder=not drop_marked, **_parallel(parallel, True)
+        batches = host_decode.host_batches(
+            source, plan, batch_size, finite=finite, drop_remainder=not drop_marked
         )
         decoder = host_decode.HostDecoder(
             source,
