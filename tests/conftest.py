@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +43,38 @@ def records_png(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> P
     out = tmp_path_factory.mktemp("records-png")
     convert(ConversionOptions(source=synth_root, out=out, encoding="png", shard_count=3, workers=1))
     return out
+
+
+@pytest.fixture(scope="session")
+def val_records(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> Callable[..., Path]:
+    """`val_records(encoding, compression="none", resize=None)`: the validation split of
+    `synth_root` converted so, in two shards, made once per session for every test module
+    that asks for the same conversion."""
+    from converters.conversion import convert
+    from converters.options import ConversionOptions
+
+    made: dict[tuple[str, str, int | None], Path] = {}
+
+    def conversion(encoding: str, compression: str = "none", resize: int | None = None) -> Path:
+        key = (encoding, compression, resize)
+        if key not in made:
+            out = tmp_path_factory.mktemp(f"val-{encoding}-{compression}-{resize or 'full'}")
+            convert(
+                ConversionOptions(
+                    source=synth_root,
+                    out=out,
+                    splits=("val",),
+                    encoding=encoding,
+                    compression=compression,
+                    resize=resize,
+                    shard_count=2,
+                    workers=1,
+                )
+            )
+            made[key] = out
+        return made[key]
+
+    return conversion
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ pipelines' own work (a bound computed from less work would not bound them)."""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,31 +12,14 @@ import pytest
 
 from bench.input.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
 from bench.measure import bound
-from converters.conversion import convert
-from converters.options import ConversionOptions
 
 IMAGE_SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def resized_records(tmp_path_factory: pytest.TempPathFactory, synth_root: Path) -> dict[str, Path]:
+def resized_records(val_records: Callable[..., Path]) -> dict[str, Path]:
     """48 px records of `synth_root` in each encoding (the pipelines resize them to 32)."""
-    made = {}
-    for encoding in ("png", "jpeg", "raw"):
-        out = tmp_path_factory.mktemp(f"records-{encoding}-48")
-        convert(
-            ConversionOptions(
-                source=synth_root,
-                out=out,
-                splits=("val",),
-                encoding=encoding,
-                resize=48,
-                shard_count=1,
-                workers=1,
-            )
-        )
-        made[encoding] = out
-    return made
+    return {encoding: val_records(encoding, resize=48) for encoding in ("png", "jpeg", "raw")}
 
 
 def test_stage_timers_on_a_tiny_set_return_positive_costs(

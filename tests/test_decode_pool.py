@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,30 +28,14 @@ from bench.input.pipelines import (
     tfrecord_source,
 )
 from bench.input.problems import PROBLEM_NONE, PROBLEM_UNREADABLE
-from converters.conversion import convert
-from converters.options import ConversionOptions
 from converters.records import read_records
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def encodings(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    made = {}
-    for encoding in ("jpeg", "raw", "png"):
-        out = tmp_path_factory.mktemp(f"pool-{encoding}")
-        convert(
-            ConversionOptions(
-                source=synth_root,
-                out=out,
-                splits=("val",),
-                encoding=encoding,
-                shard_count=2,
-                workers=1,
-            )
-        )
-        made[encoding] = out
-    return made
+def encodings(val_records: Callable[..., Path]) -> dict[str, Path]:
+    return {encoding: val_records(encoding) for encoding in ("jpeg", "raw", "png")}
 
 
 def _spec(source: Source, size: int = 40) -> BatchSource:

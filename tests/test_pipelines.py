@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,6 @@ from bench.input.pipelines import (
     tfrecord_source,
 )
 from converters import features
-from converters.conversion import convert
-from converters.options import ConversionOptions
 from converters.records import TFRecordFileWriter, read_records
 
 SIZE = 64  # the fixtures' image size: no resampling unless a test asks for it
@@ -210,28 +209,13 @@ def test_training_batches_are_full_flipped_and_repeat(synth_root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_conversions(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def small_conversions(val_records: Callable[..., Path]) -> dict:
     """The validation split in each encoding (and gzip), two shards each."""
-    made = {}
-    for name, encoding, compression in [
-        ("jpeg", "jpeg", "none"),
-        ("raw", "raw", "none"),
-        ("png-gzip", "png", "gzip"),
-    ]:
-        out = tmp_path_factory.mktemp(f"records-{name}")
-        convert(
-            ConversionOptions(
-                source=synth_root,
-                out=out,
-                splits=("val",),
-                encoding=encoding,
-                compression=compression,
-                shard_count=2,
-                workers=1,
-            )
-        )
-        made[name] = out
-    return made
+    return {
+        "jpeg": val_records("jpeg"),
+        "raw": val_records("raw"),
+        "png-gzip": val_records("png", compression="gzip"),
+    }
 
 
 def test_every_encoding_and_gzip_decode_to_the_source_pixels(
@@ -257,21 +241,9 @@ def test_every_encoding_and_gzip_decode_to_the_source_pixels(
 
 
 @pytest.fixture(scope="module")
-def records_raw_48(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def records_raw_48(val_records: Callable[..., Path]) -> Path:
     """The validation split as raw uint8 records resized to 48 px, two shards."""
-    out = tmp_path_factory.mktemp("records-raw-48") / "records"
-    convert(
-        ConversionOptions(
-            source=synth_root,
-            out=out,
-            splits=("val",),
-            encoding="raw",
-            resize=48,
-            shard_count=2,
-            workers=1,
-        )
-    )
-    return out
+    return val_records("raw", resize=48)
 
 
 def test_records_of_one_stored_size_are_resized_per_batch_to_the_same_pixels(
