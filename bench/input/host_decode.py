@@ -67,8 +67,8 @@ def host_batches(
     (source_id -1). Never served by a tf.data service (see above).
 
     Built per epoch and cut into batches (`rebatch`), with no per-example dataset stage:
-    slicing, shuffling, numbering and batching example by example cost the training process
-    more CPU than the rest of its share of a 256 px JPEG (docs/pipelines.md).
+    slicing, shuffling, numbering and batching example by example cost 3.5 us of CPU per
+    image, this 1.9, each timed alone with its consumer (docs/pipelines.md).
     """
     source_ids, records = _worker_examples(source, plan)
     count = len(source_ids)
