@@ -294,3 +294,47 @@ def test_batches_kept_past_the_leasable_slots_keep_their_pixels(
             np.testing.assert_array_equal(pool(*_batch(source))[0], expected[0])
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("drop_remainder", [True, False])
+def test_host_batches_number_every_example_once_per_epoch_across_epochs(
+    encodings: dict[str, Path], drop_remainder: bool
+) -> None:
+    from bench.input.host_decode import host_batches
+    from bench.input.sources import ReadPlan
+
+    source = tfrecord_source(encodings["jpeg"], "val")
+    count = source.num_examples
+    plan = ReadPlan(
+        training=True, parallel=True, worker_index=0, num_workers=1, repeat=True, shuffle_seed=5
+    )
+    batch_size = 4  # 19 examples: epochs end inside batches
+    batches = host_batches(source, plan, batch_size, finite=False, drop_remainder=drop_remainder)
+    seq, ids, records = [], [], []
+    for numbers, elements in batches.take(3 * count // batch_size + 1):
+        assert len(numbers) == batch_size  # rebatch joins epochs: every batch is full
+        seq += numbers.numpy().tolist()
+        ids += elements["source_id"].numpy().tolist()
+        records += elements["record"].numpy().tolist()
+    assert seq == list(range(len(seq)))  # one numbering, across epoch boundaries
+    every = sorted(
+        (shard, record) for shard, size in enumerate(source.record_counts) for record in range(size)
+    )
+    epochs = [list(zip(ids, records, strict=True))[e * count : (e + 1) * count] for e in range(3)]
+    assert all(sorted(epoch) == every for epoch in epochs)  # each example once per epoch
+    assert epochs[0] != epochs[1]  # shuffled afresh each epoch
+
+
+def test_finite_host_batches_end_with_the_sentinel(encodings: dict[str, Path]) -> None:
+    from bench.input.host_decode import host_batches
+    from bench.input.sources import ReadPlan
+
+    source = tfrecord_source(encodings["jpeg"], "val")
+    plan = ReadPlan(
+        training=False, parallel=True, worker_index=0, num_workers=1, repeat=False, shuffle_seed=0
+    )
+    batches = list(host_batches(source, plan, 8, finite=True, drop_remainder=False))
+    seq = np.concatenate([numbers.numpy() for numbers, _ in batches])
+    ids = np.concatenate([elements["source_id"].numpy() for _, elements in batches])
+    assert seq.tolist() == list(range(source.num_examples + 1))
+    assert ids[-1] == -1 and (ids[:-1] >= 0).all()  # in stored order, then the end sentinel

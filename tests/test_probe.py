@@ -103,3 +103,45 @@ def test_probe_reports_a_dataset_that_ends_early(synth_root: Path) -> None:
     assert result.skipped_examples == 0  # counted (skip_bad), and none were bad
     nothing = probe(tf.data.Dataset.range(0).batch(2), batch_size=2, batches=1, warmup_batches=0)
     assert nothing.images_per_sec is None and nothing.note and nothing.exhausted
+
+
+def test_a_dataset_is_pulled_in_a_compiled_function_and_other_iterables_by_next() -> None:
+    from bench.measure import graph_consumer
+    from bench.measure.probe import PYTHON_CONSUMER
+
+    batches = [
+        {"label": np.zeros((n, 14), np.float32), "image": np.zeros((n, 8, 8, 1), np.uint8)}
+        for n in (4, 4, 4, 3)
+    ]
+    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((15, 8, 8, 1), np.uint8)).batch(4)
+    compiled = probe(dataset, batch_size=4, batches=3, warmup_batches=0)
+    assert compiled.extra["consumer"] == graph_consumer.CONSUMER
+    assert compiled.extra["consumer_setup_s"] > 0  # traced before the first batch
+    assert compiled.images == 11 and compiled.batches == 3  # the last batch holds 3
+    assert all(seconds >= 0 for seconds in compiled.batch_s)
+    assert compiled.measured_s >= sum(compiled.batch_s)
+    plain = probe(iter(batches), batch_size=4, batches=5, warmup_batches=0)
+    assert plain.extra["consumer"] == PYTHON_CONSUMER
+    assert plain.images == 11 and plain.batches == 3 and plain.exhausted  # after the first
+
+
+def test_the_compiled_consumer_times_each_batch_as_it_arrives() -> None:
+    from bench.measure.graph_consumer import GraphPuller
+
+    delays = [0.0, 0.05, 0.2, 0.0]
+
+    def slow(index: tf.Tensor) -> tf.Tensor:
+        def wait(i: np.int64) -> np.int64:
+            time.sleep(delays[int(i)])
+            return i
+
+        return tf.numpy_function(wait, [index], tf.int64)
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_optimization.inject_prefetch = False
+    dataset = tf.data.Dataset.range(4).map(slow).batch(1).with_options(options)
+    pulled = GraphPuller(iter(dataset))(10)
+    assert [images for _, images in pulled] == [1, 1, 1, 1]  # ended after 4, asked for 10
+    seconds = [seconds for seconds, _ in pulled]
+    assert seconds[1] >= 0.045 and seconds[2] >= 0.19 and seconds[0] < 0.04 and seconds[3] < 0.04

@@ -32,6 +32,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
@@ -195,16 +196,27 @@ class BadDataGuard:
 
         return tf.data.Dataset.range(1).map(plain(end))
 
-    def check(self, batches: tf.data.Dataset, *, drop_marked: bool) -> tf.data.Dataset:
+    def check(
+        self,
+        batches: tf.data.Dataset,
+        *,
+        drop_marked: bool,
+        output: Callable[[Element], Any] | None = None,
+    ) -> tf.data.Dataset:
         """Account for the gaps and problems of each batch: fail, or drop and count.
 
-        Batches keep `seq`, `image` and `label`. With `drop_marked`, sentinels and bad
-        elements are removed (a batch may shrink, or vanish); without it the caller knows
-        none can be there (an endless stream that fails on bad data).
+        Batches keep `seq`, `image` and `label`, or become `output(batch)` when given (a
+        cheap function, such as picking the model's inputs: it runs in the guard's
+        sequential scan). With `drop_marked`, sentinels and bad elements are removed (a
+        batch may shrink, or vanish); without it the caller knows none can be there (an
+        endless stream that fails on bad data).
         """
         start = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-        # The fields are picked inside the scan: a map of its own costs ~1 us per image.
+        # The fields (and the output) are made inside the scan: each map stage of its own
+        # costs ~1 us per image and its threads' hand-offs.
         finish = _drop_marked if drop_marked else _fields
+        if output is not None and not drop_marked:
+            finish = _then(_fields, output)
 
         def account(state: tuple[tf.Tensor, tf.Tensor], batch: Element):
             state, batch = self._account(state, batch)
@@ -213,7 +225,8 @@ class BadDataGuard:
         checked = batches.scan(start, plain(account))
         if not drop_marked:
             return checked
-        return checked.filter(plain(lambda batch: tf.size(batch["seq"]) > 0))
+        checked = checked.filter(plain(lambda batch: tf.size(batch["seq"]) > 0))
+        return checked if output is None else checked.map(plain(output))
 
     def _account(
         self, state: tuple[tf.Tensor, tf.Tensor], batch: Element
@@ -279,6 +292,10 @@ class BadDataGuard:
         printed = tf.print("chexbench: skipped bad data:", text, output_stream=sys.stderr)
         with tf.control_dependencies([fail_on_stall, printed]):
             return self.skipped.assign_add(count)
+
+
+def _then(first: Callable[[Element], Element], second: Callable[[Element], Any]) -> Callable:
+    return lambda batch: second(first(batch))
 
 
 def _fields(batch: Element) -> Element:

@@ -66,9 +66,11 @@ def host_batches(
     the mixing), repeated unless `finite`; a finite stream ends with the guard's sentinel
     (source_id -1). Never served by a tf.data service (see above).
 
-    Built per epoch and cut into batches (`rebatch`), with no per-example dataset stage:
-    slicing, shuffling, numbering and batching example by example cost 3.5 us of CPU per
-    image, this 1.9, each timed alone with its consumer (docs/pipelines.md).
+    Built per epoch, numbered there and cut into batches (`rebatch`), with no per-example
+    dataset stage and no stage of its own for the numbers: slicing, shuffling, numbering
+    and batching example by example cost 3.5 us of CPU per image, this 1.9, each timed
+    alone with its consumer (docs/pipelines.md); a numbering map after the batching cost
+    another stage's thread hand-offs per batch.
     """
     source_ids, records = _worker_examples(source, plan)
     count = len(source_ids)
@@ -76,7 +78,7 @@ def host_batches(
     all_ids, all_records = tf.constant(source_ids), tf.constant(records)
     shuffle_seed = tf.constant(plan.shuffle_seed, tf.int64)
 
-    def epoch(index: tf.Tensor) -> Element:
+    def epoch(index: tf.Tensor) -> tuple[tf.Tensor, Element]:
         ids, numbers = all_ids, all_records
         if plan.training:
             order = tf.random.experimental.stateless_shuffle(
@@ -85,19 +87,15 @@ def host_batches(
             ids, numbers = tf.gather(ids, order), tf.gather(numbers, order)
         if finite:
             ids, numbers = tf.concat([ids, sentinel[0]], 0), tf.concat([numbers, sentinel[1]], 0)
-        return {"source_id": ids, "record": numbers}
+        # Every epoch but a finite stream's only one holds `count` elements: epoch e holds
+        # numbers e * count onwards, one after another across epochs as rebatch joins them.
+        seq = index * count + tf.range(tf.size(ids, out_type=tf.int64))
+        return seq, {"source_id": ids, "record": numbers}
 
     # An endless stream of empty epochs would never yield: a worker without examples has one.
     epochs = 1 if finite or not plan.repeat or count == 0 else None
     indices = tf.data.Dataset.range(epochs) if epochs else tf.data.Dataset.range(2**62)
-    batches = indices.map(epoch).rebatch(batch_size, drop_remainder=drop_remainder)
-
-    def numbered(batch_index: tf.Tensor, elements: Element) -> tuple[tf.Tensor, Element]:
-        # Every batch but the last is full: batch k holds numbers k * B onwards.
-        size = tf.shape(elements["source_id"], out_type=tf.int64)[0]
-        return batch_index * batch_size + tf.range(size), elements
-
-    return batches.enumerate().map(numbered)
+    return indices.map(epoch).rebatch(batch_size, drop_remainder=drop_remainder)
 
 
 def _worker_examples(source: Source, plan: ReadPlan) -> tuple[np.ndarray, np.ndarray]:

@@ -201,7 +201,20 @@ def build_dataset(
         batches = batches.map(decode, **_parallel(parallel, True)).ignore_errors()
         if finite:
             batches = batches.concatenate(guard.end_batch(decoded_size))
-    checked = guard.check(batches, drop_marked=drop_marked)
+    flips_later = options.training and not flipped_on_host
+
+    def model_input(batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        images = batch["image"]
+        if flips_later:
+            images = flip_batch(images, batch["seq"], seed)
+        return images, batch["label"]
+
+    # With nothing left to compute per batch, the guard's scan picks the model's inputs
+    # itself: a map stage of its own cost its threads' hand-offs per batch.
+    picked_in_check = not (flips_later or batch_resize or options.cache or options.skip_bad)
+    checked = guard.check(
+        batches, drop_marked=drop_marked, output=model_input if picked_in_check else None
+    )
     if batch_resize:
         checked = checked.map(
             plain(
@@ -221,13 +234,10 @@ def build_dataset(
         # its last partial batch).
         checked = checked.unbatch().batch(batch_size, drop_remainder=options.training)
 
-    def model_input(batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        images = batch["image"]
-        if options.training and not flipped_on_host:
-            images = flip_batch(images, batch["seq"], seed)
-        return images, batch["label"]
-
-    batches = checked.map(plain(model_input), **_parallel(parallel, True))
+    if picked_in_check:
+        batches = checked
+    else:
+        batches = checked.map(plain(model_input), **_parallel(parallel, True))
     if tuned:
         batches = batches.prefetch(options.prefetch or tf.data.AUTOTUNE)
     threads = host_calls_in_flight(source, options) if on_host else 0

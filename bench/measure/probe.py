@@ -7,14 +7,18 @@ second over the measured window; latency percentiles; host CPU use of the pipeli
 processes (this one and its decode workers) and of the whole machine. The pipeline bound
 (bench.measure.bound) is the reference to put beside it.
 
-TensorFlow is not imported here: probe() only iterates.
+A tf.data dataset is consumed as a training step consumes it, in a compiled function
+(bench.measure.graph_consumer; each batch timed in the graph), not by Python's `next()`,
+whose own CPU per batch the pipeline does not spend in training; any other iterable by
+`next()`. TensorFlow is imported only for a tf.data dataset (it is loaded by then).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -80,20 +84,27 @@ def probe(
         )
     started = time.perf_counter()
     iterator = iter(dataset)
-    first = next(iterator, None)
-    time_to_first = time.perf_counter() - started
-    if first is None:
+    created_s = time.perf_counter() - started
+    # Made before the first batch, so that no batch is made while it is traced.
+    set_up = time.perf_counter()
+    pull, consumer = _puller(dataset, iterator)
+    consumer_setup_s = time.perf_counter() - set_up
+    began = time.perf_counter()
+    first = pull(1)
+    time_to_first = created_s + (time.perf_counter() - began)
+    if not first:
         return _empty(batch_size, time_to_first, "the dataset yielded no batch")
-    warmup = _timed_batches(iterator, warmup_batches)
+    warmup = [batch for _ in range(warmup_batches) for batch in pull(1)]
     # process_time() is this process's user + system CPU, every thread, in nanoseconds;
     # psutil's cpu_times() counts clock ticks (10 ms) and reads 0 % or 300 % on short windows.
     cpu_before = time.process_time()
     workers_before = _workers_cpu_s()
     psutil.cpu_percent(interval=None)  # starts the machine-wide window
     window_start = time.perf_counter()
-    measured = _timed_batches(iterator, batches)
+    measured = pull(batches)
     while min_seconds > time.perf_counter() - window_start and len(measured) >= batches:
-        more = _timed_batches(iterator, 1)
+        # In steps of a quarter of what was measured so far: few calls, little overshoot.
+        more = pull(max(1, len(measured) // 4))
         if not more:
             break
         measured += more
@@ -137,6 +148,7 @@ def probe(
         skipped_examples=_skipped(dataset),
         worker_cpu_pct=worker_pct if measured else None,
         note=_note(len(warmup), len(measured), warmup_batches, batches),
+        extra={"consumer": consumer, "consumer_setup_s": consumer_setup_s},
     )
 
 
@@ -146,6 +158,20 @@ def _workers_cpu_s() -> dict[int, float]:
     from bench.input.decode_pool import workers_cpu_s
 
     return workers_cpu_s()
+
+
+Puller = Callable[[int], list[tuple[float, int]]]
+PYTHON_CONSUMER = "batches pulled by Python's next(), one call per batch"
+
+
+def _puller(dataset: Any, iterator: Any) -> tuple[Puller, str]:
+    """How batches are pulled from `iterator`, and its description for the results."""
+    if "tensorflow" in sys.modules:
+        from bench.measure import graph_consumer
+
+        if graph_consumer.is_dataset(dataset):
+            return graph_consumer.GraphPuller(iterator), graph_consumer.CONSUMER
+    return (lambda count: _timed_batches(iterator, count)), PYTHON_CONSUMER
 
 
 def _timed_batches(iterator: Any, count: int) -> list[tuple[float, int]]:
