@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bench.input.guard import BadDataGuard
 from bench.input.pipelines import (
     PipelineOptions,
     Source,
@@ -20,6 +21,7 @@ from bench.input.pipelines import (
     skipped_count,
     tfrecord_source,
 )
+from bench.input.sources import PROBLEM_NONE, PROBLEM_UNDECODABLE
 from converters import features
 from converters.records import TFRecordFileWriter, read_records
 
@@ -529,6 +531,42 @@ def test_raw_records_where_nothing_parses_fail_instead_of_spinning(
     skipping = _options("tuned", training=True, skip_bad=True, decoder="host")
     with pytest.raises(tf.errors.InvalidArgumentError, match="not one batch of usable"):
         next(iter(build_dataset(source, skipping)))
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_marked_batches_name_their_bad_elements_from_their_own_files_and_records(
+    skip_bad: bool,
+) -> None:
+    """A decoder that marks bad elements instead of losing them (the host decoder): the
+    guard names each from the batch's own file and record indexes, with no table, and
+    with skip_bad drops exactly those (and the end sentinel) and counts them."""
+    files = ("shard-a.tfrecord", "shard-b.tfrecord")
+    guard = BadDataGuard(files, skip_bad=skip_bad, batch_size=4)
+
+    def decoder(elements: dict, flips: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        count = tf.shape(flips)[0]
+        bad = tf.logical_and(elements["source_id"] == 1, elements["record"] == 5)
+        problems = tf.where(bad, PROBLEM_UNDECODABLE, PROBLEM_NONE)
+        images = tf.fill([count, 2, 2, 1], tf.cast(elements["record"][0], tf.uint8))
+        return images, tf.zeros([count, 14]), problems
+
+    elements = {
+        "source_id": tf.constant([0, 0, 0, 0, 1, 1, 1, -1], tf.int64),  # -1: the end sentinel
+        "record": tf.constant([0, 1, 2, 3, 4, 5, 6, 0], tf.int64),
+    }
+    batches = tf.data.Dataset.from_tensor_slices((tf.range(8, dtype=tf.int64), elements))
+    batches = batches.batch(4).map(guard.marking_batch(decoder))
+    checked = guard.check(batches, drop_marked=True, marked=True)
+    if not skip_bad:
+        with pytest.raises(
+            tf.errors.InvalidArgumentError,
+            match=r"bad data:.*shard-b.tfrecord \(record 5\): could not be read or decoded",
+        ):
+            list(checked)
+        return
+    seen = [batch["seq"].numpy().tolist() for batch in checked]
+    assert seen == [[0, 1, 2, 3], [4, 6]]
+    assert guard.skipped_count() == 1
 
 
 def test_options_are_validated(synth_root: Path) -> None:

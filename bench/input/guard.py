@@ -22,6 +22,14 @@ uint8 records): one table write per batch, bad images come back marked rather th
 missing, and only a batch that fails as a whole (a record that is no tf.train.Example)
 goes missing; `end_batch` then replaces the sentinel, which could be lost with it.
 
+`marking_batch` is for a decoder that never loses an element (bench.input.host_decode):
+every element comes back, bad ones marked with their problem code, and a batch that
+cannot be decoded fails the stream with the decoder's own error. Its batches carry their
+file and record indexes, so `check(marked=True)` names bad elements from the batch
+itself, with no table: the tables' writes, lookups and removals cost the training
+process ~4 us of CPU per 224 px image of its ~40 (jpeg 256 px records, interleaved,
+docs/pipelines.md).
+
 A stream in which nothing decodes would otherwise never fill a batch and spin forever:
 once an element is more than `stall_limit` numbers ahead of the last checked batch, it
 is not decoded but passed on marked as stalled, which fails the run and names the files.
@@ -38,6 +46,7 @@ import tensorflow as tf
 
 from bench.input.decoders import BatchDecoder
 from bench.input.preprocess import flip_bits
+from bench.input.shared_table import SharedTable
 from bench.input.sources import (
     PROBLEM_NONE,
     PROBLEM_UNDECODABLE,
@@ -78,12 +87,10 @@ class BadDataGuard:
         self._files = tf.constant(files)
         # Rows (seq, file index, record index, problem) by seq, removed once checked; the
         # first number not yet accounted for (key PROGRESS); per decoded batch, one more
-        # than its highest number (`end_batch`). Tables shared by name, not variables:
-        # tf.data captures a variable by value in each function it serializes (a tf.data
-        # service worker would get one copy per stage), a named table is found by name.
-        self._rows = _SharedTable(f"chexbench-guard-rows-{uuid.uuid4().hex}", width=4)
-        self._progress = _SharedTable(f"chexbench-guard-progress-{uuid.uuid4().hex}", width=1)
-        self._issued = _SharedTable(f"chexbench-guard-issued-{uuid.uuid4().hex}", width=1)
+        # than its highest number (`end_batch`). Shared by name (bench.input.shared_table).
+        self._rows = SharedTable(f"chexbench-guard-rows-{uuid.uuid4().hex}", width=4)
+        self._progress = SharedTable(f"chexbench-guard-progress-{uuid.uuid4().hex}", width=1)
+        self._issued = SharedTable(f"chexbench-guard-issued-{uuid.uuid4().hex}", width=1)
         # How many elements were dropped (skip_bad) since the dataset was built; read in
         # this process only (not through a tf.data service).
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -161,6 +168,30 @@ class BadDataGuard:
 
         return plain(function)
 
+    def marking_batch(
+        self, decode: BatchDecoder, *, flip_seed: int | None = None
+    ) -> Callable[..., Element]:
+        """The map function for a decoder that returns every element of a batch, bad ones
+        marked (see above); with `flip_seed` as in `decoding_batch`. Its batches go to
+        `check(..., marked=True)`."""
+
+        def function(seq: tf.Tensor, elements: Element) -> Element:
+            count = tf.shape(seq)[0]
+            flips = tf.zeros([count], tf.bool) if flip_seed is None else flip_bits(seq, flip_seed)
+            images, labels, decoded = decode(elements, flips)
+            end = elements["source_id"] < 0
+            return {
+                "seq": seq,
+                "source_id": elements["source_id"],
+                "record": elements["record"],
+                "problem": tf.where(end, PROBLEM_NONE, decoded),
+                "end": end,
+                "image": images,
+                "label": labels,
+            }
+
+        return plain(function)
+
     def _remember(
         self, seq: tf.Tensor, elements: Element, if_missing: int
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Operation]:
@@ -202,6 +233,7 @@ class BadDataGuard:
         *,
         drop_marked: bool,
         output: Callable[[Element], Any] | None = None,
+        marked: bool = False,
     ) -> tf.data.Dataset:
         """Account for the gaps and problems of each batch: fail, or drop and count.
 
@@ -209,7 +241,7 @@ class BadDataGuard:
         cheap function, such as picking the model's inputs: it runs in the guard's
         sequential scan). With `drop_marked`, sentinels and bad elements are removed (a
         batch may shrink, or vanish); without it the caller knows none can be there (an
-        endless stream that fails on bad data).
+        endless stream that fails on bad data). `marked`: batches of `marking_batch`.
         """
         start = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
         # The fields (and the output) are made inside the scan: each map stage of its own
@@ -218,8 +250,10 @@ class BadDataGuard:
         if output is not None and not drop_marked:
             finish = _then(_fields, output)
 
+        accounting = self._account_marked if marked else self._account
+
         def account(state: tuple[tf.Tensor, tf.Tensor], batch: Element):
-            state, batch = self._account(state, batch)
+            state, batch = accounting(state, batch)
             return state, finish(batch)
 
         checked = batches.scan(start, plain(account))
@@ -262,6 +296,32 @@ class BadDataGuard:
         with tf.control_dependencies([advanced, checked]):
             return (last + 1, good_end), {**batch, "seq": tf.identity(seq)}
 
+    def _account_marked(
+        self, state: tuple[tf.Tensor, tf.Tensor], batch: Element
+    ) -> tuple[tuple[tf.Tensor, tf.Tensor], Element]:
+        """`_account` for batches that lose no element and name their own (`marking_batch`):
+        the same state, with nothing to look up."""
+        _, good_end = state
+        seq, problem = batch["seq"], batch["problem"]
+        last = seq[-1]
+        good = tf.logical_and(tf.logical_not(batch["end"]), problem == PROBLEM_NONE)
+        good_end = tf.maximum(good_end, tf.reduce_max(tf.where(good, seq + 1, 0)))
+        is_bad = problem != PROBLEM_NONE
+        stalled = last + 1 - good_end > self.limit
+        rows = tf.stack(
+            [seq, batch["source_id"], batch["record"], tf.cast(problem, tf.int64)], axis=-1
+        )
+
+        def act() -> tf.Tensor:
+            bad = tf.boolean_mask(rows, is_bad)
+            return self._report(bad, tf.ones([tf.shape(bad)[0]], tf.bool), stalled)
+
+        acted = tf.cond(
+            tf.logical_or(tf.reduce_any(is_bad), stalled), act, lambda: tf.constant(0, tf.int64)
+        )
+        with tf.control_dependencies([acted]):
+            return (last + 1, good_end), {**batch, "seq": tf.identity(seq)}
+
     def _act(self, bad: tf.Tensor, marked: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
         """Name the bad elements (numbers `bad`: the missing ones, then those that arrived
         with the problem codes `marked`); fail, or report and count them."""
@@ -271,8 +331,13 @@ class BadDataGuard:
         reasons = tf.concat([rows[:lost, 3], tf.cast(marked, tf.int64)], 0)
         rows = tf.concat([rows[:, :3], reasons[:, None]], 1)
         # A row never written (or already removed) does not name its file.
-        text = _describe(self._files, rows, tf.equal(rows[:, 0], bad))
-        count = tf.size(bad, out_type=tf.int64)
+        return self._report(rows, tf.equal(rows[:, 0], bad), stalled)
+
+    def _report(self, rows: tf.Tensor, known: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
+        """Rows (seq, file index, record index, problem) of bad elements, `known` where the
+        row names its file: fail, or report and count them."""
+        text = _describe(self._files, rows, known)
+        count = tf.size(rows[:, 0], out_type=tf.int64)
         stall_text = STALLED.format(limit=self.limit)
         if not self.skip_bad:
             check = tf.debugging.Assert(
@@ -345,47 +410,3 @@ def _describe(files: tf.Tensor, rows: tf.Tensor, known: tf.Tensor) -> tf.Tensor:
             tf.where(more > 0, tf.strings.join([" and ", tf.strings.as_string(more), " more"]), ""),
         ]
     )
-
-
-class _SharedTable:
-    """An int64 hash table (key -> [width] values) that every tf.data function using it
-    finds by its shared name: one table per process (or per tf.data service worker)."""
-
-    def __init__(self, name: str, *, width: int) -> None:
-        self.name = name
-        self.width = width
-
-    def _handle(self) -> tf.Tensor:
-        return tf.raw_ops.MutableHashTableOfTensorsV2(
-            key_dtype=tf.int64,
-            value_dtype=tf.int64,
-            value_shape=[self.width],
-            shared_name=self.name,
-            use_node_name_sharing=False,
-        )
-
-    def insert(self, keys: tf.Tensor, values: tf.Tensor) -> tf.Operation:
-        values = tf.reshape(tf.cast(values, tf.int64), [-1, self.width])
-        return tf.raw_ops.LookupTableInsertV2(
-            table_handle=self._handle(), keys=tf.cast(keys, tf.int64), values=values
-        )
-
-    def find(self, keys: tf.Tensor, *, default: int) -> tf.Tensor:
-        """[len(keys), width]; `default` in every column of a key not in the table."""
-        return tf.raw_ops.LookupTableFindV2(
-            table_handle=self._handle(),
-            keys=tf.cast(keys, tf.int64),
-            default_value=tf.fill([self.width], tf.constant(default, tf.int64)),
-        )
-
-    def remove(self, keys: tf.Tensor) -> tf.Operation:
-        return tf.raw_ops.LookupTableRemoveV2(
-            table_handle=self._handle(), keys=tf.cast(keys, tf.int64)
-        )
-
-    def values(self) -> tf.Tensor:
-        """Every value in the table, flattened."""
-        _, values = tf.raw_ops.LookupTableExportV2(
-            table_handle=self._handle(), Tkeys=tf.int64, Tvalues=tf.int64
-        )
-        return tf.reshape(values, [-1])

@@ -177,7 +177,7 @@ def build_dataset(
             batch_size=batch_size,
         ).tf_decoder()
         flip_seed = seed if flipped_on_host else None
-        decode = guard.decoding_batch(decoder, decoded_size, flip_seed=flip_seed)
+        decode = guard.marking_batch(decoder, flip_seed=flip_seed)
         # Calls into decode processes wait, holding a tf.data thread: enough of them in
         # flight to keep every worker's slots full (AUTOTUNE sizes for CPU-bound calls).
         in_flight = host_calls_in_flight(source, options) or parallel
@@ -213,7 +213,10 @@ def build_dataset(
     # itself: a map stage of its own cost its threads' hand-offs per batch.
     picked_in_check = not (flips_later or batch_resize or options.cache or options.skip_bad)
     checked = guard.check(
-        batches, drop_marked=drop_marked, output=model_input if picked_in_check else None
+        batches,
+        drop_marked=drop_marked,
+        output=model_input if picked_in_check else None,
+        marked=on_host,
     )
     if batch_resize:
         checked = checked.map(
