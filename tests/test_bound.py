@@ -175,3 +175,23 @@ def test_the_benchmark_writes_every_figure_the_issue_names(tmp_path: Path) -> No
     assert tuned["worker_cpu_pct"] > 0
     assert tuned["process_cpu_pct"] > tuned["worker_cpu_pct"]
     assert "TFRecord raw uint8 256px" in done.stdout and "tuned / bound" in done.stdout
+
+
+def test_stage_timing_waits_until_no_other_thread_of_the_process_is_at_work() -> None:
+    """The bound's costs are the whole process's CPU: timing waits out a thread still at
+    work (as a just-measured pipeline filling its buffers would be)."""
+    import threading
+    import time
+
+    busy_until = time.perf_counter() + 0.4
+
+    def spin() -> None:
+        while time.perf_counter() < busy_until:
+            pass
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    waited = bound.wait_until_quiet(limit_s=5.0)
+    worker.join()
+    assert 0.3 <= waited < 2.0
+    assert bound.wait_until_quiet(limit_s=5.0, collect=False) < 0.3  # none at work: no wait

@@ -145,3 +145,27 @@ def test_the_compiled_consumer_times_each_batch_as_it_arrives() -> None:
     assert [images for _, images in pulled] == [1, 1, 1, 1]  # ended after 4, asked for 10
     seconds = [seconds for seconds, _ in pulled]
     assert seconds[1] >= 0.045 and seconds[2] >= 0.19 and seconds[0] < 0.04 and seconds[3] < 0.04
+
+
+def test_a_probed_pipeline_stops_working_once_the_probe_returns() -> None:
+    """The iterator is released when the probe returns: its threads stop filling their
+    buffers instead of charging their CPU to whatever this process measures next."""
+    made = []
+
+    def element(index: np.ndarray) -> np.ndarray:
+        time.sleep(0.002)
+        made.append(int(index))
+        return np.zeros((4,), np.float32)
+
+    dataset = (
+        tf.data.Dataset.range(10**9)
+        .map(lambda index: tf.numpy_function(element, [index], tf.float32))
+        .batch(2)
+        .prefetch(400)  # ~1.6 s of work to fill if nothing stopped it
+    )
+    result = probe(dataset, batch_size=2, batches=3, warmup_batches=1)
+    assert result.batches == 3
+    time.sleep(0.1)  # an element in flight may still land
+    seen = len(made)
+    time.sleep(0.5)
+    assert len(made) - seen <= 2, f"{len(made) - seen} elements made after the probe returned"

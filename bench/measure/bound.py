@@ -25,6 +25,7 @@ converters.features.
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import time
@@ -110,6 +111,7 @@ def time_stages(
     """Time every candidate of every stage on the first `sample` images of `source` (a
     bench.sources.Source), `passes` times each; the results go into `times` (or a new one)."""
     times = times or StageTimes()
+    wait_until_quiet()
     if source.format == "tfrecord":
         shard = Path(source.files[0])
         _time(
@@ -149,6 +151,7 @@ def _time(
     outputs (every candidate computes the same thing, to within a gray level)."""
     outputs: list[Any] | None = None
     for candidate in candidates:
+        wait_until_quiet(collect=False)  # time_stages collected already
         try:
             result = candidate.run(inputs)  # warm-up: imports, page cache, lazy inits
         except Exception:  # an implementation that cannot do this input is no candidate
@@ -162,6 +165,32 @@ def _time(
     if outputs is None:
         raise RuntimeError(f"no implementation of stage {stage!r} could process the images")
     return outputs
+
+
+QUIET_CPU_SHARE = 0.05  # of one core: the process counts as quiet below it
+QUIET_WINDOW_S = 0.05
+QUIET_LIMIT_S = 10.0
+
+
+def wait_until_quiet(limit_s: float = QUIET_LIMIT_S, *, collect: bool = True) -> float:
+    """Wait until this process spends under QUIET_CPU_SHARE of a core while this thread
+    sleeps (no other thread of it at work), at most `limit_s`; the seconds waited.
+
+    Why: stage costs are the whole process's CPU, so that a multi-threaded op is not
+    flattered; a tf.data pipeline measured just before in this process, still filling its
+    buffers, was charged to the bound's stages (decode 1.6x its cost, the bound below the
+    pipelines it bounds). With `collect`, unreachable garbage such as a dropped iterator is
+    collected first (~0.3 s with TensorFlow loaded).
+    """
+    began = time.perf_counter()
+    if collect:
+        gc.collect()
+    while time.perf_counter() - began < limit_s:
+        cpu = time.process_time()
+        time.sleep(QUIET_WINDOW_S)
+        if time.process_time() - cpu < QUIET_CPU_SHARE * QUIET_WINDOW_S:
+            break
+    return time.perf_counter() - began
 
 
 def _read_files(paths: list[Path]) -> list[bytes]:
