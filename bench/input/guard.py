@@ -22,13 +22,10 @@ uint8 records): one table write per batch, bad images come back marked rather th
 missing, and only a batch that fails as a whole (a record that is no tf.train.Example)
 goes missing; `end_batch` then replaces the sentinel, which could be lost with it.
 
-`marking_batch` is for a decoder that never loses an element (bench.input.host_decode):
-every element comes back, bad ones marked with their problem code, and a batch that
-cannot be decoded fails the stream with the decoder's own error. Its batches carry their
-file and record indexes, so `check(marked=True)` names bad elements from the batch
-itself, with no table: the tables' writes, lookups and removals cost the training
-process ~4 us of CPU per 224 px image of its ~40 (jpeg 256 px records, interleaved,
-docs/pipelines.md).
+`marking_batch` is for a decoder that never loses an element (bench.input.host_decode: bad
+ones come back marked, a batch that cannot be decoded fails the stream): its batches carry
+their file and record indexes, and `check(marked=True)` names bad ones from the batch
+itself, with no table (~4 us of the training process's CPU per image less, docs/pipelines.md).
 
 A stream in which nothing decodes would otherwise never fill a batch and spin forever:
 once an element is more than `stall_limit` numbers ahead of the last checked batch, it
@@ -171,9 +168,8 @@ class BadDataGuard:
     def marking_batch(
         self, decode: BatchDecoder, *, flip_seed: int | None = None
     ) -> Callable[..., Element]:
-        """The map function for a decoder that returns every element of a batch, bad ones
-        marked (see above); with `flip_seed` as in `decoding_batch`. Its batches go to
-        `check(..., marked=True)`."""
+        """The map function for a decoder that marks bad elements (see above), for
+        `check(..., marked=True)`; `flip_seed` as in `decoding_batch`."""
 
         def function(seq: tf.Tensor, elements: Element) -> Element:
             count = tf.shape(seq)[0]
@@ -299,8 +295,7 @@ class BadDataGuard:
     def _account_marked(
         self, state: tuple[tf.Tensor, tf.Tensor], batch: Element
     ) -> tuple[tuple[tf.Tensor, tf.Tensor], Element]:
-        """`_account` for batches that lose no element and name their own (`marking_batch`):
-        the same state, with nothing to look up."""
+        """`_account` for `marking_batch` batches: the same state, nothing to look up."""
         _, good_end = state
         seq, problem = batch["seq"], batch["problem"]
         last = seq[-1]
@@ -334,8 +329,7 @@ class BadDataGuard:
         return self._report(rows, tf.equal(rows[:, 0], bad), stalled)
 
     def _report(self, rows: tf.Tensor, known: tf.Tensor, stalled: tf.Tensor) -> tf.Tensor:
-        """Rows (seq, file index, record index, problem) of bad elements, `known` where the
-        row names its file: fail, or report and count them."""
+        """Fail on, or report and count, bad elements' rows (seq, file, record, problem)."""
         text = _describe(self._files, rows, known)
         count = tf.size(rows[:, 0], out_type=tf.int64)
         stall_text = STALLED.format(limit=self.limit)
