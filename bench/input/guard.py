@@ -127,13 +127,9 @@ class BadDataGuard:
 
         return plain(function)
 
-    def decoding_batch(
-        self, decode: BatchDecoder, image_size: int, *, flip_seed: int | None = None
-    ) -> Callable[..., Element]:
-        """`decoding` for a batch decoder (bench.input.decoders.batch_loader,
-        bench.input.host_decode), mapped over batches of numbered elements: one table write
-        and one decoder call per batch. With `flip_seed` the decoder is asked to mirror the
-        images `flip_bits` picks (the same ones flip_batch would).
+    def decoding_batch(self, decode: BatchDecoder, image_size: int) -> Callable[..., Element]:
+        """`decoding` for a batch decoder (bench.input.decoders.batch_loader), mapped over batches of numbered elements: one table write
+        and one decoder call per batch (asked to mirror none).
 
         Bad images come back marked with their problem code, not missing; a batch that
         fails as a whole goes missing and `check` names its records with BATCH_FAILED. A
@@ -146,7 +142,7 @@ class BadDataGuard:
             )
             issued = self._issued.insert(seq[-1:], seq[-1:, None] + 1)
             count = tf.shape(seq)[0]
-            flips = tf.zeros([count], tf.bool) if flip_seed is None else flip_bits(seq, flip_seed)
+            flips = tf.zeros([count], tf.bool)
             # Written before decoding, so that a batch that fails still leaves its trace.
             with tf.control_dependencies([remember, issued]):
                 images, labels, decoded = tf.cond(
@@ -169,7 +165,8 @@ class BadDataGuard:
         self, decode: BatchDecoder, *, flip_seed: int | None = None
     ) -> Callable[..., Element]:
         """The map function for a decoder that marks bad elements (see above), for
-        `check(..., marked=True)`; `flip_seed` as in `decoding_batch`."""
+        `check(..., marked=True)`. With `flip_seed` the decoder is asked to mirror the
+        images `flip_bits` picks (the same ones flip_batch would)."""
 
         def function(seq: tf.Tensor, elements: Element) -> Element:
             count = tf.shape(seq)[0]
