@@ -128,8 +128,9 @@ class BadDataGuard:
         return plain(function)
 
     def decoding_batch(self, decode: BatchDecoder, image_size: int) -> Callable[..., Element]:
-        """`decoding` for a batch decoder (bench.input.decoders.batch_loader), mapped over batches of numbered elements: one table write
-        and one decoder call per batch (asked to mirror none).
+        """`decoding` for a batch decoder (bench.input.decoders.batch_loader), mapped over
+        batches of numbered elements: one table write and one decoder call per batch (asked
+        to mirror none).
 
         Bad images come back marked with their problem code, not missing; a batch that
         fails as a whole goes missing and `check` names its records with BATCH_FAILED. A
