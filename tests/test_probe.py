@@ -147,6 +147,35 @@ def test_the_compiled_consumer_times_each_batch_as_it_arrives() -> None:
     assert seconds[1] >= 0.045 and seconds[2] >= 0.19 and seconds[0] < 0.04 and seconds[3] < 0.04
 
 
+def test_the_compiled_consumer_never_times_a_batch_before_the_one_ahead_of_it() -> None:
+    """CI once read a negative batch time: the loop's iterations overlapped on a loaded
+    machine. Many tiny batches pulled while other threads keep every core busy."""
+    import threading
+
+    from bench.measure.graph_consumer import GraphPuller
+
+    stop = threading.Event()
+
+    def burn() -> None:
+        values = np.random.default_rng(0).random(1 << 16)
+        while not stop.is_set():
+            np.sort(values)  # releases the GIL: the cores, not the interpreter, are taken
+
+    burners = [threading.Thread(target=burn, daemon=True) for _ in range(3)]
+    for burner in burners:
+        burner.start()
+    try:
+        dataset = tf.data.Dataset.range(100_000).batch(2).prefetch(8)
+        puller = GraphPuller(iter(dataset))
+        pulled = [seconds for _ in range(5) for seconds, _ in puller(400)]
+    finally:
+        stop.set()
+        for burner in burners:
+            burner.join()
+    assert len(pulled) == 2000
+    assert min(pulled) >= 0
+
+
 def test_a_probed_pipeline_stops_working_once_the_probe_returns() -> None:
     """The iterator is released when the probe returns: its threads stop filling their
     buffers instead of charging their CPU to whatever this process measures next."""

@@ -60,20 +60,28 @@ class GraphPuller:
 
             def got() -> tuple:
                 first = tf.nest.flatten(optional.get_value())[0]
-                # The branch runs once the element is there: its time stamp follows it.
-                return (
-                    index + 1,
-                    tf.constant(False),
-                    stamps.write(index, tf.timestamp()),
-                    sizes.write(index, tf.shape(first, out_type=tf.int64)[0]),
-                )
+                size = tf.shape(first, out_type=tf.int64)[0]
+                # The stamp follows the element, and the next iteration waits for the stamp:
+                # loop iterations otherwise overlap, and a stamp could be taken after the
+                # next one (a negative batch time, seen in CI on a loaded machine).
+                with tf.control_dependencies([size]):
+                    stamp = tf.timestamp()
+                with tf.control_dependencies([stamp]):
+                    return (
+                        tf.identity(index + 1),
+                        tf.identity(tf.constant(False)),
+                        stamps.write(index, stamp),
+                        sizes.write(index, size),
+                    )
 
             def end() -> tuple:
                 return index, tf.constant(True), stamps, sizes
 
             return tf.cond(optional.has_value(), got, end)
 
+        with tf.control_dependencies([start]):  # the first pull starts after `start`
+            first_index = tf.identity(tf.constant(0))
         _, _, stamps, sizes = tf.while_loop(
-            more, pull, (tf.constant(0), tf.constant(False), stamps, sizes)
+            more, pull, (first_index, tf.constant(False), stamps, sizes), parallel_iterations=1
         )
         return start, stamps.stack(), sizes.stack()
