@@ -148,32 +148,18 @@ def test_the_compiled_consumer_times_each_batch_as_it_arrives() -> None:
 
 
 def test_the_compiled_consumer_never_times_a_batch_before_the_one_ahead_of_it() -> None:
-    """CI once read a negative batch time: the loop's iterations overlapped on a loaded
-    machine. Many tiny batches pulled while other threads keep every core busy."""
-    import threading
-
+    """CI once read a negative batch time: a call's start stamp could be taken after its
+    first batch's (no edge ordered them), and the loop's iterations could overlap. The
+    code before the fix failed this test in 2 of 3 runs on the team's 2-core VM (always in
+    a call's first batch); many short calls and a few long ones are checked."""
     from bench.measure.graph_consumer import GraphPuller
 
-    stop = threading.Event()
-
-    def burn() -> None:
-        values = np.random.default_rng(0).random(1 << 16)
-        while not stop.is_set():
-            np.sort(values)  # releases the GIL: the cores, not the interpreter, are taken
-
-    burners = [threading.Thread(target=burn, daemon=True) for _ in range(3)]
-    for burner in burners:
-        burner.start()
-    try:
-        dataset = tf.data.Dataset.range(100_000).batch(2).prefetch(8)
-        puller = GraphPuller(iter(dataset))
-        pulled = [seconds for _ in range(5) for seconds, _ in puller(400)]
-    finally:
-        stop.set()
-        for burner in burners:
-            burner.join()
-    assert len(pulled) == 2000
-    assert min(pulled) >= 0
+    dataset = tf.data.Dataset.range(1_000_000).batch(2).prefetch(8)
+    puller = GraphPuller(iter(dataset))
+    first_batches = [seconds for _ in range(8000) for seconds, _ in puller(1)]
+    long_calls = [seconds for _ in range(5) for seconds, _ in puller(400)]
+    assert len(first_batches) == 8000 and len(long_calls) == 2000
+    assert min(first_batches) >= 0 and min(long_calls) >= 0
 
 
 def test_a_probed_pipeline_stops_working_once_the_probe_returns() -> None:
