@@ -17,19 +17,15 @@ decoding a 256-px image):
 Then either the run fails with `InvalidArgumentError: bad data: <file> (record N): <why>`,
 or, with skip_bad, the elements are dropped, counted in `skipped` and named on stderr.
 
-`decoding_batch` is the same bookkeeping for a decoder that takes a whole batch (raw
-uint8 records): one table write per batch, bad images come back marked rather than
-missing, and only a batch that fails as a whole (a record that is no tf.train.Example)
-goes missing; `end_batch` then replaces the sentinel, which could be lost with it.
+`decoding_batch`: the same for a decoder of whole batches (raw uint8 records): one table
+write per batch, bad images marked, not missing; only a batch that fails as a whole (a
+record that is no tf.train.Example) goes missing, and `end_batch` replaces its sentinel.
+`marking_batch`: for a decoder that never loses an element (bench.input.host_decode): the
+batches carry their file and record indexes and `check(marked=True)` names bad ones from
+the batch itself, with no table (~4 us per image less of the training process's CPU).
 
-`marking_batch` is for a decoder that never loses an element (bench.input.host_decode: bad
-ones come back marked, a batch that cannot be decoded fails the stream): its batches carry
-their file and record indexes, and `check(marked=True)` names bad ones from the batch
-itself, with no table (~4 us of the training process's CPU per image less, docs/pipelines.md).
-
-A stream in which nothing decodes would otherwise never fill a batch and spin forever:
-once an element is more than `stall_limit` numbers ahead of the last checked batch, it
-is not decoded but passed on marked as stalled, which fails the run and names the files.
+A stream in which nothing decodes would never fill a batch: an element more than
+`stall_limit` numbers ahead of the last checked batch is passed on marked as stalled.
 """
 
 from __future__ import annotations
@@ -88,8 +84,7 @@ class BadDataGuard:
         self._rows = SharedTable(f"chexbench-guard-rows-{uuid.uuid4().hex}", width=4)
         self._progress = SharedTable(f"chexbench-guard-progress-{uuid.uuid4().hex}", width=1)
         self._issued = SharedTable(f"chexbench-guard-issued-{uuid.uuid4().hex}", width=1)
-        # How many elements were dropped (skip_bad) since the dataset was built; read in
-        # this process only (not through a tf.data service).
+        # Elements dropped (skip_bad) since the dataset was built; this process only.
         self.skipped = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def skipped_count(self) -> int:
