@@ -62,8 +62,7 @@ class GraphPuller:
                 first = tf.nest.flatten(optional.get_value())[0]
                 size = tf.shape(first, out_type=tf.int64)[0]
                 # The stamp follows the element, and the next iteration waits for the stamp:
-                # loop iterations otherwise overlap, and a stamp could be taken after the
-                # next one (a negative batch time, seen in CI on a loaded machine).
+                # loop iterations may otherwise overlap and stamp out of order.
                 with tf.control_dependencies([size]):
                     stamp = tf.timestamp()
                 with tf.control_dependencies([stamp]):
@@ -79,7 +78,9 @@ class GraphPuller:
 
             return tf.cond(optional.has_value(), got, end)
 
-        with tf.control_dependencies([start]):  # the first pull starts after `start`
+        # The first pull waits for `start`: unordered, a call's first batch was sometimes
+        # stamped before its start (negative times, first seen in CI).
+        with tf.control_dependencies([start]):
             first_index = tf.identity(tf.constant(0))
         _, _, stamps, sizes = tf.while_loop(
             more, pull, (first_index, tf.constant(False), stamps, sizes), parallel_iterations=1
