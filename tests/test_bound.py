@@ -166,6 +166,11 @@ def test_the_benchmark_writes_every_figure_the_issue_names(tmp_path: Path) -> No
     assert row["tuned_over_bound"] == pytest.approx(
         row["tuned_images_per_sec"] / row["bound_images_per_sec"]
     )
+    # The reader alone on every core, beside the bound: what tf.data adds to the reading.
+    assert row["reader_alone_images_per_sec"] > 0
+    assert row["tuned_over_reader_alone"] == pytest.approx(
+        row["tuned_images_per_sec"] / row["reader_alone_images_per_sec"]
+    )
     assert set(row["stage_cpu_s_per_image"]) == set(bound.STAGES)
     assert all(cost >= 0 for cost in row["stage_cpu_s_per_image"].values())
     assert row["tuned_decoder"].startswith("host per batch in ")
@@ -175,6 +180,7 @@ def test_the_benchmark_writes_every_figure_the_issue_names(tmp_path: Path) -> No
     assert tuned["worker_cpu_pct"] > 0
     assert tuned["process_cpu_pct"] > tuned["worker_cpu_pct"]
     assert "TFRecord raw uint8 256px" in done.stdout and "tuned / bound" in done.stdout
+    assert "tuned / reader alone" in done.stdout
 
 
 def test_stage_timing_waits_until_no_other_thread_of_the_process_is_at_work() -> None:

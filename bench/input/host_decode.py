@@ -98,15 +98,20 @@ def host_batches(
     return indices.map(epoch).rebatch(batch_size, drop_remainder=drop_remainder)
 
 
+def examples(source: Source) -> tuple[np.ndarray, np.ndarray]:
+    """(source ids, records) of every example of `source`, in stored order (record -1: a
+    raw file)."""
+    if source.format == "raw":
+        count = len(source.files)
+        return np.arange(count, dtype=np.int64), np.full(count, -1, np.int64)
+    source_ids = np.repeat(np.arange(len(source.files)), source.record_counts).astype(np.int64)
+    records = np.concatenate([np.arange(count) for count in source.record_counts])
+    return source_ids, records.astype(np.int64)
+
+
 def _worker_examples(source: Source, plan: ReadPlan) -> tuple[np.ndarray, np.ndarray]:
     """(source ids, records) of this worker's examples, in stored order."""
-    if source.format == "raw":
-        source_ids = np.arange(len(source.files), dtype=np.int64)
-        records = np.full(len(source.files), -1, np.int64)
-    else:
-        source_ids = np.repeat(np.arange(len(source.files)), source.record_counts).astype(np.int64)
-        records = np.concatenate([np.arange(count) for count in source.record_counts])
-    records = records.astype(np.int64)
+    source_ids, records = examples(source)
     if source.format == "tfrecord" and uses_file_sharding(source, plan):
         # Whole shards per worker, as TensorFlow's road reads them (a node may hold its own).
         mine = source_ids % plan.num_workers == plan.worker_index

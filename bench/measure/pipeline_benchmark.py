@@ -7,10 +7,11 @@ unavoidable per-image work, each stage timed single-threaded with the fastest
 implementation here, scaled by the cores) on the same images, then prints one table with
 the per-stage CPU cost per image and the targets (tuned / bound <= 1.05 everywhere, >= 0.85
 for the decoding formats, >= 0.5 for raw uint8 records). Each probe lasts at least
---seconds; rounds interleave bound, naive and tuned. A last column shows the tuned pipeline
-when it also does the model's input step on the host (float32, 3 channels, normalised). It
-asserts nothing; `--json FILE` writes every figure. The synthetic data set and its
-conversions are kept in --work-dir and reused.
+--seconds; rounds interleave bound, the reader alone (bench.measure.sustained: the tuned
+pipeline's own decoding on every core, no tf.data; tuned / it is what tf.data adds), naive
+and tuned. A column shows the tuned pipeline when it also does the model's input step on
+the host (float32, 3 channels, normalised). It asserts nothing; `--json FILE` writes every
+figure. The synthetic data set and its conversions are kept in --work-dir and reused.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bench.input.pipelines import (
 from bench.input.preprocess import to_model_input
 from bench.measure.bound import STAGES, StageTimes, bound_figures, cores, time_stages
 from bench.measure.probe import probe
+from bench.measure.sustained import reader_alone
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,8 @@ HEADERS = [
     "tuned, TensorFlow decoder img/s",
     "tuned, normalised on host img/s",
     "bound CPU / tuned CPU per image",
+    "reader alone, every core img/s",
+    "tuned / reader alone",
 ]
 STAGE_HEADERS = ["format", *STAGES, "bound CPU ms/image"]
 # tuned: the default decoder (on the host where it can, bench.input.host_decode, in decode
@@ -198,16 +202,20 @@ def prepare(args: argparse.Namespace) -> list[tuple[Format, Source]]:
 
 
 def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
-    """`rounds` rounds of bound stages, naive, tuned, interleaved so that load from other
-    work on the machine hits all alike; every round is kept.
+    """`rounds` rounds of bound stages, the reader alone on every core, naive, tuned,
+    interleaved so that load from other work on the machine hits all alike; every round is
+    kept.
 
     The bound's stage timing goes first: its warm-up also warms the page cache.
     """
-    figures: dict[str, Any] = {"stage_times": StageTimes(), **{kind: [] for kind in KINDS}}
+    figures: dict[str, Any] = {"stage_times": StageTimes(), READER: [], **{k: [] for k in KINDS}}
     for round_index in range(args.rounds):
         time_stages(source, image_size=args.image_size, times=figures["stage_times"])
         bound = bound_figures(figures["stage_times"], core_count=args.cores)
         _progress(round_index, "bound so far", bound["bound_images_per_sec"])
+        alone = _reader_alone(source, args)
+        figures[READER].append(alone)
+        _progress(round_index, READER, alone["images_per_sec"])
         for kind in KINDS:
             result = probe(
                 _dataset(source, kind, args),
@@ -219,6 +227,25 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
             figures[kind].append(result.to_dict())
             _progress(round_index, kind, result.images_per_sec)
     return figures
+
+
+READER = "reader alone"
+
+
+def _reader_alone(source: Source, args: argparse.Namespace) -> dict[str, Any]:
+    """The host decoder's reader in one process per core; none without OpenCV."""
+    from bench.input import host_decode
+
+    if not host_decode.available():
+        return {"images_per_sec": None, "why": "no host decoder here (OpenCV missing)"}
+    return reader_alone(
+        source,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        seconds=args.seconds,
+        processes=args.cores,
+        warmup_batches=args.warmup_batches,
+    )
 
 
 def _dataset(source: Source, kind: str, args: argparse.Namespace) -> Any:
@@ -264,6 +291,7 @@ def summarise(
     bound_rate = bound["bound_images_per_sec"]
     naive = _best(figures["naive"])["images_per_sec"]
     tuned = _best(figures["tuned"])["images_per_sec"]
+    alone = _best(figures[READER])
     return {
         "format": fmt.name,
         "naive_images_per_sec": naive,
@@ -283,6 +311,12 @@ def summarise(
             bound["bound_cpu_s_per_image"], _cpu_per_image(_best(figures["tuned"]))
         ),
         "naive_over_bound": _ratio(naive, bound_rate),
+        # Not a bound: the tuned pipeline's own reader with no tf.data, no training process
+        # and no hand-off, on every core; tuned / it is what those cost.
+        "reader_alone_images_per_sec": alone["images_per_sec"],
+        "reader_alone_cpu_s_per_image": alone.get("cpu_s_per_image"),
+        "tuned_over_reader_alone": _ratio(tuned, alone["images_per_sec"]),
+        "reader_alone_over_bound": _ratio(alone["images_per_sec"], bound_rate),
         "tuned_over_bound_rounds": [
             _ratio(round_["images_per_sec"], bound_rate) for round_ in figures["tuned"]
         ],
@@ -317,6 +351,8 @@ def _row(summary: dict[str, Any]) -> list[Any]:
         summary["tuned_tensorflow_images_per_sec"],
         summary["tuned_host_normalised_images_per_sec"],
         summary["bound_over_tuned_cpu"],
+        summary["reader_alone_images_per_sec"],
+        summary["tuned_over_reader_alone"],
     ]
 
 

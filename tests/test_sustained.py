@@ -1,0 +1,70 @@
+"""The reader alone on every core (bench.measure.sustained): its figures add up, its
+processes end, and a reader that fails or reads bad data says so instead of a rate."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench.input.pipelines import tfrecord_source
+from bench.measure.sustained import reader_alone
+
+BATCH = 4
+
+
+def test_the_reader_alone_reads_in_every_process_at_once_and_its_figures_add_up(
+    val_records: Callable[..., Path],
+) -> None:
+    source = tfrecord_source(val_records("jpeg", resize=48), "val")
+    figures = reader_alone(source, image_size=32, batch_size=BATCH, seconds=0.3, processes=2)
+    reports = figures["processes"]
+    assert len(reports) == 2
+    for report in reports:
+        assert report["images"] > 0 and report["images"] % BATCH == 0
+        assert report["wall_s"] >= 0.3 and report["cpu_s"] > 0
+        assert report["bad_examples"] == 0
+    assert figures["images_per_sec"] == pytest.approx(
+        sum(report["images"] / report["wall_s"] for report in reports)
+    )
+    images = sum(report["images"] for report in reports)
+    assert figures["cpu_s_per_image"] == pytest.approx(
+        sum(report["cpu_s"] for report in reports) / images
+    )
+    assert not psutil.Process().children(recursive=True)  # every reader has ended
+
+
+def test_a_reader_that_cannot_start_names_itself_and_the_cause(
+    tmp_path: Path, val_records: Callable[..., Path]
+) -> None:
+    records = tmp_path / "records"
+    shutil.copytree(val_records("jpeg", resize=48), records)
+    source = tfrecord_source(records, "val")
+    missing = Path(source.files[0])
+    missing.unlink()  # after the source was built: the reader finds it gone
+    with pytest.raises(RuntimeError, match="reader process 0 exited with 1") as raised:
+        reader_alone(source, image_size=32, batch_size=BATCH, seconds=0.2, processes=1)
+    assert missing.name in str(raised.value) and "FileNotFoundError" in str(raised.value)
+    assert not psutil.Process().children(recursive=True)
+
+
+def test_bad_records_fail_the_figure_rather_than_timing_zeros(
+    tmp_path: Path, val_records: Callable[..., Path]
+) -> None:
+    records = tmp_path / "records"
+    shutil.copytree(val_records("jpeg", resize=48), records)
+    source = tfrecord_source(records, "val")
+    for shard in source.files:  # a byte of every record's payload: every data CRC fails
+        data = bytearray(Path(shard).read_bytes())
+        position = 0
+        while position + 16 <= len(data):
+            length = int.from_bytes(data[position : position + 8], "little")
+            data[position + 12 + length // 2] ^= 0xFF
+            position += 16 + length
+        Path(shard).write_bytes(bytes(data))
+    with pytest.raises(RuntimeError, match="could not be read or decoded") as raised:
+        reader_alone(source, image_size=32, batch_size=BATCH, seconds=0.2, processes=1)
+    assert str(records) in str(raised.value)
