@@ -68,3 +68,14 @@ def test_bad_records_fail_the_figure_rather_than_timing_zeros(
     with pytest.raises(RuntimeError, match="could not be read or decoded") as raised:
         reader_alone(source, image_size=32, batch_size=BATCH, seconds=0.2, processes=1)
     assert str(records) in str(raised.value)
+
+
+def test_a_reader_process_never_imports_tensorflow() -> None:
+    """It starts in a fraction of a second and holds no TensorFlow threads beside it."""
+    import subprocess
+    import sys
+
+    code = "import sys, bench.measure.sustained; print('tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
