@@ -43,12 +43,16 @@ def test_the_reader_alone_reads_in_every_process_at_once_and_its_figures_add_up(
     assert _children() <= before  # every reader has ended
 
 
-def test_a_reader_that_cannot_start_names_itself_and_the_cause(
-    tmp_path: Path, val_records: Callable[..., Path]
-) -> None:
+@pytest.fixture
+def own_records(tmp_path: Path, val_records: Callable[..., Path]) -> Path:
+    """A copy of the 48 px JPEG records that a test may break."""
     records = tmp_path / "records"
     shutil.copytree(val_records("jpeg", resize=48), records)
-    source = tfrecord_source(records, "val")
+    return records
+
+
+def test_a_reader_that_cannot_start_names_itself_and_the_cause(own_records: Path) -> None:
+    source = tfrecord_source(own_records, "val")
     missing = Path(source.files[0])
     missing.unlink()  # after the source was built: the reader finds it gone
     before = _children()
@@ -58,12 +62,8 @@ def test_a_reader_that_cannot_start_names_itself_and_the_cause(
     assert _children() <= before
 
 
-def test_bad_records_fail_the_figure_rather_than_timing_zeros(
-    tmp_path: Path, val_records: Callable[..., Path]
-) -> None:
-    records = tmp_path / "records"
-    shutil.copytree(val_records("jpeg", resize=48), records)
-    source = tfrecord_source(records, "val")
+def test_bad_records_fail_the_figure_rather_than_timing_zeros(own_records: Path) -> None:
+    source = tfrecord_source(own_records, "val")
     for shard in source.files:  # a byte of every record's payload: every data CRC fails
         data = bytearray(Path(shard).read_bytes())
         position = 0
@@ -74,7 +74,7 @@ def test_bad_records_fail_the_figure_rather_than_timing_zeros(
         Path(shard).write_bytes(bytes(data))
     with pytest.raises(RuntimeError, match="could not be read or decoded") as raised:
         reader_alone(source, image_size=32, batch_size=BATCH, seconds=0.2, processes=1)
-    assert str(records) in str(raised.value)
+    assert str(own_records) in str(raised.value)
 
 
 def test_a_reader_process_never_imports_tensorflow() -> None:
