@@ -46,6 +46,7 @@ __all__ = [
     "DecodePool",
     "WorkerFailed",
     "acquire",
+    "child_environment",
     "close_all",
     "live_workers",
     "workers_cpu_s",
@@ -84,19 +85,13 @@ class _Worker:
             decode_worker.slot_views(self.memory, slot, batch_size, source.image_size)
             for slot in range(slots)
         ]
-        environment = dict(os.environ)
-        # The worker imports bench from where this process did, whatever its working folder.
-        root = str(Path(bench.__file__).resolve().parent.parent)
-        environment["PYTHONPATH"] = os.pathsep.join(
-            part for part in (root, environment.get("PYTHONPATH", "")) if part
-        )
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "bench.input.decode_worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 pass_fds=(memory_fd,),
-                env=environment,
+                env=child_environment(),
             )
         finally:
             os.close(memory_fd)  # the child holds its own copy; the mapping stays valid
@@ -317,6 +312,17 @@ class DecodePool:
             for worker in workers:
                 self._free.put((worker, slot))
         self._workers = workers
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment for a `python -m bench...` child: the child imports bench
+    from where this process did, whatever its working folder."""
+    environment = dict(os.environ)
+    root = str(Path(bench.__file__).resolve().parent.parent)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        part for part in (root, environment.get("PYTHONPATH", "")) if part
+    )
+    return environment
 
 
 def _shared_memory(size: int):

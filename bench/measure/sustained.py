@@ -30,12 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 import numpy as np
 
 from bench.input.batch_arrays import aligned_empty
+from bench.input.decode_pool import child_environment
 from bench.input.host_batch import BatchReader, BatchSource
 from converters.labels import NUM_LABELS
 
@@ -79,17 +80,17 @@ def reader_alone(
     with tempfile.TemporaryDirectory(prefix="chexbench-reader-") as logs:
         started = [_start(index, logs) for index in range(processes)]
         try:
+            setup = ReaderSetup(
+                source=spec,
+                source_ids=tuple(source_ids.tolist()),
+                records=tuple(records.tolist()),
+                batch_size=batch_size,
+                warmup_batches=warmup_batches,
+                seconds=seconds,
+                seed=seed * 1_000,
+            )
             for index, (process, _) in enumerate(started):
-                setup = ReaderSetup(
-                    source=spec,
-                    source_ids=tuple(source_ids.tolist()),
-                    records=tuple(records.tolist()),
-                    batch_size=batch_size,
-                    warmup_batches=warmup_batches,
-                    seconds=seconds,
-                    seed=seed * 1_000 + index,
-                )
-                payload = pickle.dumps(setup)
+                payload = pickle.dumps(replace(setup, seed=setup.seed + index))
                 _send(process, LENGTH.pack(len(payload)) + payload)
             for index, started_one in enumerate(started):
                 _expect_line(started_one, index, START_LIMIT_S, b"ready")
@@ -130,6 +131,7 @@ def _start(index: int, logs: str) -> tuple[subprocess.Popen[bytes], str]:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
+            env=child_environment(),
             bufsize=0,  # unbuffered: a line read never reads ahead of what select saw
         )
     return process, log
