@@ -92,21 +92,25 @@ def gpu_time_lost(cpu_s_per_image: float, demand: float, host_cores_per_gpu: flo
 
 
 # -- from results ----------------------------------------------------------------------------
-def run_cpu_cost(result: Mapping[str, Any]) -> tuple[float, int] | None:
+def run_cpu_cost(result: Mapping[str, Any]) -> tuple[float, float] | None:
     """(CPU seconds, images) of one ok pipeline-mode run, or None where any part is missing."""
     if result.get("status") != "ok" or (result.get("cell") or {}).get("mode") != "pipeline":
         return None
     probes = (result.get("details") or {}).get("probe")
     probes = probes if isinstance(probes, list) else [probes]
-    cpu_s, images = 0.0, 0
+    cpu_s, images = 0.0, 0.0
     for probe in probes:
         if not isinstance(probe, Mapping):
             return None
         pct, seconds, count = (probe.get(k) for k in ("process_cpu_pct", "measured_s", "images"))
+        if probe.get("rate_window") and isinstance(probe.get("images_per_sec"), int | float):
+            # The images the window's CPU made: its steady rate (from stall to stall), not
+            # the batches delivered in it, some made before it (a bursty pipeline's).
+            count = probe["images_per_sec"] * seconds
         if not all(isinstance(v, int | float) for v in (pct, seconds, count)) or not count:
             return None
         cpu_s += pct / 100.0 * seconds
-        images += int(count)
+        images += count
     service = result.get("input_service")
     if service:
         worker_cpu_s = service.get("worker_cpu_s")
@@ -135,7 +139,7 @@ def input_label(result: Mapping[str, Any]) -> str:
 
 def measured_costs(results: Iterable[Mapping[str, Any]]) -> list[InputCost]:
     """One InputCost per input among the ok pipeline-mode results, in first-seen order."""
-    runs: dict[str, list[tuple[float, int]]] = {}
+    runs: dict[str, list[tuple[float, float]]] = {}
     for result in results:
         cost = run_cpu_cost(result)
         if cost is not None:
@@ -153,7 +157,7 @@ def measured_costs(results: Iterable[Mapping[str, Any]]) -> list[InputCost]:
                 low=low,
                 high=high,
                 runs=len(found),
-                images=sum(images for _, images in found),
+                images=round(sum(images for _, images in found)),
                 source="measured (pipeline mode)",
             )
         )

@@ -56,6 +56,17 @@ def test_run_cost_adds_every_rank_and_the_service_workers() -> None:
     assert capacity.input_label(result) == "raw/png tuned 224 px, service 2x2 cores"
 
 
+def test_run_cost_counts_the_images_of_the_steady_rate_not_a_burst_made_before() -> None:
+    # 20 batches of 64 delivered in 4 s, 2 of them made before the window (a burst):
+    # stall to stall, 288 images/s; 150% of 4 s = 6 CPU s over 4 x 288 = 1152 images.
+    result = _pipeline_result([(150.0, 4.0, 1280)])
+    probe = result["details"]["probe"][0]
+    probe.update(images_per_sec=288.0, rate_window="from the first stall to the last")
+    assert capacity.run_cpu_cost(result) == pytest.approx((6.0, 1152.0))
+    del probe["rate_window"]  # results from before the probe recorded its rate's window
+    assert capacity.run_cpu_cost(result) == pytest.approx((6.0, 1280.0))
+
+
 def test_missing_parts_give_no_cost_never_a_low_one() -> None:
     unmeasured_workers = _pipeline_result([(100.0, 1.0, 10)], worker_cpu_s=None, workers=2)
     assert capacity.run_cpu_cost(unmeasured_workers) is None

@@ -38,7 +38,8 @@ def test_probe_excludes_and_records_the_warm_up() -> None:
     assert len(result.batch_s) == result.batches == 6
     assert max(result.batch_s) < SLOW_S / 2  # the slow start is not in the measured window
     assert result.images == 24
-    assert result.images_per_sec == pytest.approx(24 / result.measured_s)
+    assert result.images_per_sec == pytest.approx(result.rate_images / result.rate_s)
+    assert 0 < result.rate_s <= result.measured_s and 0 < result.rate_images <= 24
     assert result.measured_s >= sum(result.batch_s)
     assert result.latency_p50_s <= result.latency_p90_s <= result.latency_p99_s
     assert result.process_cpu_pct is not None and result.process_cpu_pct >= 0
@@ -90,6 +91,45 @@ def test_probe_measures_for_at_least_min_seconds() -> None:
     result = probe(dataset, batch_size=4, batches=2, warmup_batches=0, min_seconds=0.3)
     assert result.measured_s >= 0.3 and result.batches > 2 and not result.exhausted
     assert result.images == 4 * result.batches == 4 * len(result.batch_s)
+
+
+def _bursty_dataset(period_s: float, burst: int) -> tf.data.Dataset:
+    """Batches of 4 in bursts: one every `period_s`, the rest of its burst at once after it
+    (a pipeline that makes `burst` batches at a time): `burst` x 4 / period_s images/s."""
+
+    def batches() -> Iterator[np.ndarray]:
+        for index in range(1000):
+            if index % burst == 0:
+                time.sleep(period_s)
+            yield np.zeros((4, 8, 8, 1), np.uint8)
+
+    options = tf.data.Options()  # no prefetch: each batch comes when the probe asks
+    options.autotune.enabled = False
+    options.experimental_optimization.inject_prefetch = False
+    return tf.data.Dataset.from_generator(
+        batches, output_signature=tf.TensorSpec([4, 8, 8, 1], tf.uint8)
+    ).with_options(options)
+
+
+def test_the_rate_runs_from_stall_to_stall_so_a_burst_made_before_is_not_counted() -> None:
+    from bench.measure.probe import STALL_TO_STALL
+
+    period_s = 0.08
+    # The first batch leaves the window starting on its burst's second batch (as if made
+    # before it); 7 batches end on a burst's first: over the whole window 7 batches in 3
+    # periods, 1.17x the steady rate.
+    result = probe(_bursty_dataset(period_s, 2), batch_size=4, batches=7, warmup_batches=0)
+    steady = 2 * 4 / period_s
+    assert result.images / result.measured_s > 1.1 * steady  # what the whole window says
+    assert result.rate_window == STALL_TO_STALL
+    assert result.rate_images == 4 * 4  # after the first stall, to the last: two bursts
+    assert result.images_per_sec == pytest.approx(steady, rel=0.1)
+    assert result.images_per_sec <= steady * 1.02  # the pulls' own gaps stay in: never high
+    assert result.batches == 7 and len(result.batch_s) == 7  # every batch is still kept
+    # A steady pipeline: every batch a stall; the rate leaves out only the first.
+    smooth = probe(_bursty_dataset(period_s / 2, 1), batch_size=4, batches=6, warmup_batches=1)
+    assert smooth.rate_window == STALL_TO_STALL and smooth.rate_images == 4 * 5
+    assert smooth.images_per_sec == pytest.approx(steady, rel=0.1)
 
 
 def test_probe_reports_a_dataset_that_ends_early(synth_root: Path) -> None:
