@@ -3,9 +3,9 @@
 `probe` pulls batches from a dataset as fast as it gives them and records everything a
 report needs to judge the figure: the first batch (iterator start-up) and the warm-up
 batches, excluded from the rate but kept; every measured batch's time; the images per
-second between the window's first and last stalls (below); latency percentiles; host CPU use of the pipeline's
-processes (this one and its decode workers) and of the whole machine. The pipeline bound
-(bench.measure.bound) is the reference to put beside it.
+second between the window's first and last stalls (below); latency percentiles; host CPU
+use of the pipeline's processes (this one and its decode workers) and of the whole machine.
+The pipeline bound (bench.measure.bound) is the reference to put beside it.
 
 A tf.data dataset is consumed as a training step consumes it, in a compiled function
 (bench.measure.graph_consumer; each batch timed in the graph), not by Python's `next()`,
