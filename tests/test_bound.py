@@ -49,6 +49,11 @@ def test_stage_timers_on_a_tiny_set_return_positive_costs(
         assert figures["bound_images_per_sec"] == pytest.approx(
             2 / figures["bound_cpu_s_per_image"]
         )
+        # The per-image chain was timed too, and the bound takes the cheaper of the two.
+        chains = times.candidates[bound.CHAIN]  # one per decoder
+        assert len(chains) == len(times.candidates["decode"]), name
+        assert all(cost > 0 for cost in chains.values()), name
+        assert figures["bound_cpu_s_per_image"] <= figures["stages_cpu_s_per_image"], name
 
 
 def test_the_bound_counts_every_stage_once_flip_at_half_and_batch_not() -> None:
@@ -64,6 +69,29 @@ def test_the_bound_counts_every_stage_once_flip_at_half_and_batch_not() -> None:
     assert figures["bound_cpu_s_per_image"] == pytest.approx(cpu_s)
     assert figures["bound_images_per_sec"] == pytest.approx(4 / cpu_s)
     assert figures["stage_implementation"]["decode"] == "fast"
+    assert figures["bound_work"] == bound.STAGED
+    # decode, resize and flip run one image at a time: cheaper than their sum, it is the bound
+    core = 3e-3 + 5e-4 + 2e-4 / 2
+    times.record(bound.CHAIN, "per image", core * 0.9)
+    figures = bound.bound_figures(times, core_count=4)
+    assert figures["bound_cpu_s_per_image"] == pytest.approx(1e-4 + 2e-4 + core * 0.9)
+    assert figures["bound_work"] == "per image" and figures["stages_cpu_s_per_image"] == cpu_s
+    times.candidates[bound.CHAIN]["per image"] = core * 1.1  # dearer: the stages' sum stays
+    assert bound.bound_figures(times, core_count=4)["bound_cpu_s_per_image"] == cpu_s
+
+
+def test_the_chain_does_the_stages_work_one_image_at_a_time(synth_root: Path) -> None:
+    raw = raw_source(synth_root, "val")
+    payloads = bound._read_files([Path(path) for path in raw.files[:4]])
+    decode = bound._decode_candidates("png")[0]
+    resize, flip = bound._resize_candidates(IMAGE_SIZE)[0], bound._flip_candidates()[0]
+    chain = bound._chain([decode, resize], flip=flip)
+    staged = resize.run(decode.run(payloads))
+    outputs = chain.run(payloads)
+    for index, (image, reference) in enumerate(zip(outputs, staged, strict=True)):
+        expected = reference[:, ::-1] if index % 2 else reference  # every other one flipped
+        np.testing.assert_array_equal(image, expected)
+    assert decode.name in chain.name and flip.name in chain.name
 
 
 def test_resize_candidates_compute_the_pipelines_resize(synth_root: Path) -> None:
