@@ -212,6 +212,12 @@ def test_the_benchmark_writes_every_figure_the_issue_names(tmp_path: Path) -> No
     )
     assert set(row["stage_cpu_s_per_image"]) == set(bound.STAGES)
     assert all(cost >= 0 for cost in row["stage_cpu_s_per_image"].values())
+    # The bound is the stages' sum or a per-image chain, whichever is cheaper, and says so.
+    assert row["bound_cpu_s_per_image"] <= row["stages_cpu_s_per_image"]
+    assert row["bound_work"] == bound.STAGED or row["bound_work"].startswith("per image: ")
+    # The probe's rate runs from stall to stall, over a window inside the measured one.
+    for tuned in row["rounds"]["tuned"]:
+        assert 0 < tuned["rate_s"] <= tuned["measured_s"] and tuned["rate_window"]
     assert row["tuned_decoder"].startswith("host per batch in ")
     assert "decode processes: OpenCV" in row["tuned_decoder"]
     # The decode workers' CPU is the pipeline's: counted, so the bound's CPU stays below.
