@@ -338,3 +338,66 @@ def test_finite_host_batches_end_with_the_sentinel(encodings: dict[str, Path]) -
     ids = np.concatenate([elements["source_id"].numpy() for _, elements in batches])
     assert seq.tolist() == list(range(source.num_examples + 1))
     assert ids[-1] == -1 and (ids[:-1] >= 0).all()  # in stored order, then the end sentinel
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_chunked_calls_give_the_batches_of_batch_sized_calls(
+    encodings: dict[str, Path], training: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls of several batches (19 examples, batches of 4, calls of 12) are cut back into
+    the same batches, flips and all; evaluation keeps its last partial batch."""
+    source = tfrecord_source(encodings["jpeg"], "val")
+    calls: list[int] = []
+    call = decode_pool.DecodePool.__call__
+
+    def counted(self, source_ids, records, flips):
+        calls.append(len(source_ids))
+        return call(self, source_ids, records, flips)
+
+    monkeypatch.setattr(decode_pool.DecodePool, "__call__", counted)
+    outputs = {}
+    for chunk in (4, 12):
+        options = PipelineOptions(
+            kind="tuned",
+            image_size=32,
+            batch_size=4,
+            training=training,
+            decode_processes=1,
+            decode_chunk=chunk,
+        )
+        dataset = build_dataset(source, options)
+        batches = list(dataset.take(12) if training else dataset)
+        outputs[chunk] = [(images.numpy(), labels.numpy()) for images, labels in batches]
+        assert all(len(images) == 4 for images, _ in outputs[chunk][:-1])
+        assert calls and max(calls) == chunk
+        calls.clear()
+    assert len(outputs[4]) == len(outputs[12]) == (12 if training else 5)  # 19 = 4 * 4 + 3
+    for (images, labels), (want_images, want_labels) in zip(outputs[12], outputs[4], strict=True):
+        np.testing.assert_array_equal(images, want_images)
+        np.testing.assert_array_equal(labels, want_labels)
+    if not training:
+        assert len(outputs[12][-1][0]) == 3
+
+
+def test_decode_processes_take_whole_batches_of_at_least_the_chunk() -> None:
+    from bench.input.pipelines import HOST_CHUNK_IMAGES, host_chunk
+
+    source = Source(
+        format="tfrecord",
+        split="train",
+        num_examples=1,
+        files=("a",),
+        description={},
+        record_counts=(1,),
+        encoding="jpeg",
+        stored_size=256,
+    )
+
+    def chunk(**options: int) -> int:
+        return host_chunk(source, PipelineOptions(kind="tuned", **options))
+
+    assert chunk(batch_size=64, decode_processes=2) == HOST_CHUNK_IMAGES == 256
+    assert chunk(batch_size=100, decode_processes=2) == 300  # whole batches
+    assert chunk(batch_size=512, decode_processes=2) == 512
+    assert chunk(batch_size=64, decode_processes=2, decode_chunk=64) == 64
+    assert chunk(batch_size=64, decode_processes=0) == 64  # in threads: a batch per call
