@@ -380,7 +380,7 @@ def test_chunked_calls_give_the_batches_of_batch_sized_calls(
 
 
 def test_decode_processes_take_whole_batches_of_at_least_the_chunk() -> None:
-    from bench.input.pipelines import HOST_CHUNK_IMAGES, host_chunk
+    from bench.input.host_sizing import HOST_CHUNK_IMAGES, host_chunk
 
     source = Source(
         format="tfrecord",

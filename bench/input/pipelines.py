@@ -37,16 +37,16 @@ workers in a stable order, unflipped, keeping the last partial batch.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import tensorflow as tf
 
 from bench.contract.config import PIPELINES
-from bench.input import decode_pool, host_decode
+from bench.input import host_decode
 from bench.input.decoders import batch_loader, loader
 from bench.input.guard import BadDataGuard
+from bench.input.host_sizing import cores, decode_processes, host_calls_in_flight, host_chunk
 from bench.input.preprocess import flip_batch, resize, resize_batch
 from bench.input.sources import (
     Element,
@@ -288,60 +288,6 @@ def decoder_name(source: Source, options: PipelineOptions, *, service_workers: i
     return f"TensorFlow {tf.__version__} per image"
 
 
-def decode_processes(source: Source, options: PipelineOptions) -> int:
-    """The host decoder's worker processes for this source (0: in the pipeline's threads).
-
-    By default: for images of one stored size (resized conversions), the cores this process
-    may use shared among the host's `local_ranks`, at least 1: there the per-record Python
-    holds the GIL for much of the work (raw uint8 records: 1.7-1.8x with processes, per
-    interleaved round of bench.pipeline_benchmark). Full-size images decode in the
-    pipeline's threads: their decode releases the GIL for nearly all the work, and
-    processes measured 0.87-0.98x threads there.
-    """
-    if options.decode_processes is not None:
-        return options.decode_processes
-    if source.stored_size is None:
-        return 0
-    return max(1, _cores() // options.local_ranks)
-
-
-# Images per call into decode processes, at least: each call costs the training process
-# thread hand-offs and wake-ups in tf.data and the pool (about 1.3 ms of its CPU with both
-# cores busy decoding), so fewer, larger calls leave the workers more of the cores.
-# Measured (256 px JPEG records, batch 64, 2 cores, 6 interleaved rounds): the training
-# process's CPU per image 20-22 us in calls of one batch, 10-13 in calls of 256 images.
-HOST_CHUNK_IMAGES = 256
-
-
-def host_chunk(source: Source, options: PipelineOptions) -> int:
-    """Images per host decoder call: `decode_chunk`, else whole batches, at least
-    HOST_CHUNK_IMAGES, in decode processes; one batch in the pipeline's own threads,
-    where a call costs no hand-off between processes."""
-    if decode_processes(source, options) == 0:
-        return options.batch_size
-    if options.decode_chunk is not None:
-        return options.decode_chunk
-    batches = -(-HOST_CHUNK_IMAGES // options.batch_size)
-    return batches * options.batch_size
-
-
-def host_calls_in_flight(source: Source, options: PipelineOptions) -> int:
-    """Host decoder calls the tuned pipeline keeps in flight: one per slot of its decode
-    processes (0 when it decodes in its own threads: AUTOTUNE then)."""
-    processes = decode_processes(source, options)
-    if processes == 0:
-        return 0
-    return options.parallel_calls or processes * decode_pool.SLOTS_PER_PROCESS
-
-
-def _cores() -> int:
-    """The cores this process may run on (its affinity)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def skipped_count(dataset: tf.data.Dataset) -> int | None:
     """Examples dropped as bad so far by a dataset from build_dataset with skip_bad=True.
 
@@ -406,5 +352,5 @@ def _tuned_options(pipeline: PipelineOptions, waiting_calls: int = 0) -> tf.data
     if pipeline.private_threads is not None:
         options.threading.private_threadpool_size = pipeline.private_threads
     elif waiting_calls:
-        options.threading.private_threadpool_size = _cores() + waiting_calls
+        options.threading.private_threadpool_size = cores() + waiting_calls
     return options

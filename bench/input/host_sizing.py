@@ -1,0 +1,77 @@
+"""How the tuned pipeline's host decoder (bench.input.host_decode) is sized: its decode
+processes, the images per call into them, and the calls it keeps in flight."""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from bench.input import decode_pool
+from bench.input.sources import Source
+
+__all__ = ["HOST_CHUNK_IMAGES", "cores", "decode_processes", "host_calls_in_flight", "host_chunk"]
+
+
+class PipelineOptions(Protocol):
+    """The fields of bench.input.pipelines.PipelineOptions read here (that module imports
+    this one)."""
+
+    batch_size: int
+    parallel_calls: int | None
+    decode_processes: int | None
+    local_ranks: int
+    decode_chunk: int | None
+
+
+def decode_processes(source: Source, options: PipelineOptions) -> int:
+    """The host decoder's worker processes for this source (0: in the pipeline's threads).
+
+    By default: for images of one stored size (resized conversions), the cores this process
+    may use shared among the host's `local_ranks`, at least 1: there the per-record Python
+    holds the GIL for much of the work (raw uint8 records: 1.7-1.8x with processes, per
+    interleaved round of bench.pipeline_benchmark). Full-size images decode in the
+    pipeline's threads: their decode releases the GIL for nearly all the work, and
+    processes measured 0.87-0.98x threads there.
+    """
+    if options.decode_processes is not None:
+        return options.decode_processes
+    if source.stored_size is None:
+        return 0
+    return max(1, cores() // options.local_ranks)
+
+
+# Images per call into decode processes, at least: each call costs the training process
+# thread hand-offs and wake-ups in tf.data and the pool (about 1.3 ms of its CPU with both
+# cores busy decoding), so fewer, larger calls leave the workers more of the cores.
+# Measured (256 px JPEG records, batch 64, 2 cores, 6 interleaved rounds): the training
+# process's CPU per image 20-22 us in calls of one batch, 10-13 in calls of 256 images.
+HOST_CHUNK_IMAGES = 256
+
+
+def host_chunk(source: Source, options: PipelineOptions) -> int:
+    """Images per host decoder call: `decode_chunk`, else whole batches, at least
+    HOST_CHUNK_IMAGES, in decode processes; one batch in the pipeline's own threads,
+    where a call costs no hand-off between processes."""
+    if decode_processes(source, options) == 0:
+        return options.batch_size
+    if options.decode_chunk is not None:
+        return options.decode_chunk
+    batches = -(-HOST_CHUNK_IMAGES // options.batch_size)
+    return batches * options.batch_size
+
+
+def host_calls_in_flight(source: Source, options: PipelineOptions) -> int:
+    """Host decoder calls the tuned pipeline keeps in flight: one per slot of its decode
+    processes (0 when it decodes in its own threads: AUTOTUNE then)."""
+    processes = decode_processes(source, options)
+    if processes == 0:
+        return 0
+    return options.parallel_calls or processes * decode_pool.SLOTS_PER_PROCESS
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
