@@ -117,19 +117,24 @@ def test_the_rate_runs_from_stall_to_stall_so_a_burst_made_before_is_not_counted
     period_s = 0.08
     # The first batch leaves the window starting on its burst's second batch (as if made
     # before it); 7 batches end on a burst's first: over the whole window 7 batches in 3
-    # periods, 1.17x the steady rate.
+    # periods, 1.17x the rate from stall to stall (4 batches in 2). Compared with that
+    # measured rate, not the nominal one: each period reads 3-11 % long here (the
+    # generator's hand-offs), which slows both alike; against the nominal rate the whole
+    # window once read 1.06x in a full test run.
     result = probe(_bursty_dataset(period_s, 2), batch_size=4, batches=7, warmup_batches=0)
     steady = 2 * 4 / period_s
-    assert result.images / result.measured_s > 1.1 * steady  # what the whole window says
+    assert result.images_per_sec is not None
+    assert result.images / result.measured_s > 1.1 * result.images_per_sec  # the whole window
     assert result.rate_window == STALL_TO_STALL
     assert result.rate_images == 4 * 4  # after the first stall, to the last: two bursts
-    assert result.images_per_sec == pytest.approx(steady, rel=0.1)
+    # Within the periods' own stretch of the nominal rate; never above it.
+    assert result.images_per_sec == pytest.approx(steady, rel=0.15)
     assert result.images_per_sec <= steady * 1.02  # the pulls' own gaps stay in: never high
     assert result.batches == 7 and len(result.batch_s) == 7  # every batch is still kept
     # A steady pipeline: every batch a stall; the rate leaves out only the first.
     smooth = probe(_bursty_dataset(period_s / 2, 1), batch_size=4, batches=6, warmup_batches=1)
     assert smooth.rate_window == STALL_TO_STALL and smooth.rate_images == 4 * 5
-    assert smooth.images_per_sec == pytest.approx(steady, rel=0.1)
+    assert smooth.images_per_sec == pytest.approx(steady, rel=0.15)
 
 
 def test_probe_reports_a_dataset_that_ends_early(synth_root: Path) -> None:
