@@ -380,7 +380,7 @@ def test_chunked_calls_give_the_batches_of_batch_sized_calls(
 
 
 def test_decode_processes_take_whole_batches_of_at_least_the_chunk() -> None:
-    from bench.input.host_sizing import HOST_CHUNK_IMAGES, host_chunk
+    from bench.input.host_sizing import HOST_CHUNK_BATCHES, HOST_CHUNK_IMAGES, host_chunk
 
     source = Source(
         format="tfrecord",
@@ -399,5 +399,6 @@ def test_decode_processes_take_whole_batches_of_at_least_the_chunk() -> None:
     assert chunk(batch_size=64, decode_processes=2) == HOST_CHUNK_IMAGES == 256
     assert chunk(batch_size=100, decode_processes=2) == 300  # whole batches
     assert chunk(batch_size=512, decode_processes=2) == 512
+    assert chunk(batch_size=8, decode_processes=2) == 4 * 8 == HOST_CHUNK_BATCHES * 8  # bursts
     assert chunk(batch_size=64, decode_processes=2, decode_chunk=64) == 64
     assert chunk(batch_size=64, decode_processes=0) == 64  # in threads: a batch per call
