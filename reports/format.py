@@ -88,6 +88,16 @@ def fmt_number(value: Any, digits: int = 1) -> str:
     return NA if is_missing(value) else f"{value:,.{digits}f}"
 
 
+def fmt_significant(value: Any) -> str:
+    """One decimal from 1 on; below it two significant digits, so that a step of 20 us reads
+    0.020 ms, not 0.0 (a pipeline's steps can be that short)."""
+    if is_missing(value):
+        return NA
+    if value == 0 or abs(value) >= 1:
+        return f"{value:,.1f}"
+    return f"{value:.{1 - math.floor(math.log10(abs(value)))}f}"
+
+
 def fmt_seconds(value: Any) -> str:
     """Seconds with enough digits to tell short epochs apart."""
     if is_missing(value):

@@ -17,10 +17,10 @@ from reports.format import (
     NA,
     Table,
     fmt_epochs,
-    fmt_number,
     fmt_pct,
     fmt_rate,
     fmt_ratio,
+    fmt_significant,
     headers_for,
     identity,
     identity_keys,
@@ -64,7 +64,7 @@ def throughput_table(cells: pd.DataFrame) -> Table:
                 str(cell["ips_method"]),
                 spread,
                 fmt_rate(cell["images_per_sec_per_gpu"]),
-                fmt_number(
+                fmt_significant(
                     cell["step_p50_s"] * 1000 if not is_missing(cell["step_p50_s"]) else None
                 ),
                 noise_text(cell),

@@ -139,3 +139,20 @@ def test_identical_results_sets_compare_as_no_difference(tmp_path: Path) -> None
     ratio = "twin / golden [95% interval]"
     assert all(row[ratio].startswith("1.00x [") for row in compared)
     assert all(row[ratio].endswith(stats.NO_DIFFERENCE) for row in compared)
+
+
+def test_step_times_under_a_millisecond_keep_significant_digits(
+    report: Report, tmp_path: Path
+) -> None:
+    fast = golden_writer.write_golden(tmp_path / "results", name="fast", speed=10_000)
+    fast_rows = rows(table(build_report(load_results_sets([fast])), "throughput"))
+    column = "Step p50 (ms)"
+    shown = 0
+    for slow, quick in zip(rows(table(report, "throughput")), fast_rows, strict=True):
+        if slow[column] == "n/a":
+            assert quick[column] == "n/a"
+            continue
+        expected = float(slow[column].replace(",", "")) / 10_000  # steps of 10-45 us
+        assert float(quick[column]) == pytest.approx(expected, rel=0.06), quick
+        shown += 1
+    assert shown >= 10
