@@ -14,29 +14,13 @@ from typing import Any
 
 import pandas as pd
 
-from reports.frame import NA_KEY
+from reports.frame import CELL_KEYS, NA_KEY
 
 NA = "n/a"
-# The columns a table may show to say which cell a row is ("input" = format, encoding and
-# conversion in one).
-
-DISPLAY_KEYS = (
-    "source",
-    "model",
-    "mode",
-    "input",
-    "pipeline",
-    "page_cache",
-    "engine",
-    "gpus",
-    "nodes",
-    "device",
-    "batch_per_gpu",
-    "precision",
-    "image_size",
-    "xla",
-    "input_workers",
-)
+# The columns a table may show to say which cell a row is: the cell's keys, with "input"
+# for the format, encoding and conversion in one.
+_INPUT_PARTS = ("data_format", "encoding", "conversion")
+DISPLAY_KEYS = tuple(dict.fromkeys("input" if key in _INPUT_PARTS else key for key in CELL_KEYS))
 
 KEY_HEADERS = {
     "source": "Source",
