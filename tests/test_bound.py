@@ -226,6 +226,20 @@ def test_the_benchmark_writes_every_figure_the_issue_names(tmp_path: Path) -> No
         assert tuned["process_cpu_pct"] > tuned["worker_cpu_pct"]
     assert "TFRecord raw uint8 256px" in done.stdout and "tuned / bound" in done.stdout
     assert "tuned / reader alone" in done.stdout
+    # Core scaling, per round: the reader on the bound's sample on every core against one
+    # core x cores (those this process may use, as the benchmark's default).
+    scaling = row["rounds"]["core scaling"]
+    assert len(row["core_scaling_rounds"]) == len(scaling) == 2
+    for round_, ratio in zip(scaling, row["core_scaling_rounds"], strict=True):
+        if ratio is None:  # one core here: nothing to scale
+            assert round_["why"] == "one core"
+            continue
+        assert round_["one_core_images_per_sec"] > 0 and 0 < ratio < 1.5
+        assert ratio == pytest.approx(
+            round_["every_core_images_per_sec"]
+            / (bound.cores() * round_["one_core_images_per_sec"])
+        )
+    assert "core scaling (rounds)" in done.stdout
 
 
 def test_stage_timing_waits_until_no_other_thread_of_the_process_is_at_work() -> None:

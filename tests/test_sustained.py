@@ -62,19 +62,40 @@ def test_a_reader_that_cannot_start_names_itself_and_the_cause(own_records: Path
     assert _children() <= before
 
 
+def _break_records(shard: str, *, keep: int = 0) -> None:
+    """Flip a byte of the payload of every record of `shard` after its first `keep`: their
+    data CRCs fail."""
+    data = bytearray(Path(shard).read_bytes())
+    position = index = 0
+    while position + 16 <= len(data):
+        length = int.from_bytes(data[position : position + 8], "little")
+        if index >= keep:
+            data[position + 12 + length // 2] ^= 0xFF
+        position += 16 + length
+        index += 1
+    Path(shard).write_bytes(bytes(data))
+
+
 def test_bad_records_fail_the_figure_rather_than_timing_zeros(own_records: Path) -> None:
     source = tfrecord_source(own_records, "val")
-    for shard in source.files:  # a byte of every record's payload: every data CRC fails
-        data = bytearray(Path(shard).read_bytes())
-        position = 0
-        while position + 16 <= len(data):
-            length = int.from_bytes(data[position : position + 8], "little")
-            data[position + 12 + length // 2] ^= 0xFF
-            position += 16 + length
-        Path(shard).write_bytes(bytes(data))
+    for shard in source.files:
+        _break_records(shard)
     with pytest.raises(RuntimeError, match="could not be read or decoded") as raised:
         reader_alone(source, image_size=32, batch_size=BATCH, seconds=0.2, processes=1)
     assert str(own_records) in str(raised.value)
+
+
+def test_a_sample_reads_only_the_first_examples_in_stored_order(own_records: Path) -> None:
+    source = tfrecord_source(own_records, "val")
+    for index, shard in enumerate(source.files):  # all bad but the first shard's first 3
+        _break_records(shard, keep=3 if index == 0 else 0)
+    settings = {"image_size": 32, "batch_size": BATCH, "seconds": 0.2, "processes": 2}
+    figures = reader_alone(source, sample=3, **settings)  # the 3 good ones, repeated
+    assert all(report["images"] > 0 for report in figures["processes"])
+    with pytest.raises(RuntimeError, match="could not be read or decoded"):
+        reader_alone(source, sample=4, **settings)
+    with pytest.raises(ValueError, match="sample must be at least 1"):
+        reader_alone(source, sample=0, **settings)
 
 
 def test_a_reader_process_never_imports_tensorflow() -> None:

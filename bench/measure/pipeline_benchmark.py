@@ -8,10 +8,12 @@ implementation here, scaled by the cores) on the same images, then prints one ta
 the per-stage CPU cost per image and the targets (tuned / bound <= 1.05 everywhere, >= 0.85
 for the decoding formats, >= 0.5 for raw uint8 records). Each probe lasts at least
 --seconds; rounds interleave bound, the reader alone (bench.measure.sustained: the tuned
-pipeline's own decoding on every core, no tf.data; tuned / it is what tf.data adds), naive
-and tuned. A column shows the tuned pipeline when it also does the model's input step on
-the host (float32, 3 channels, normalised). It asserts nothing; `--json FILE` writes every
-figure. The synthetic data set and its conversions are kept in --work-dir and reused.
+pipeline's own decoding on every core, no tf.data; tuned / it is what tf.data adds), the
+core scaling (that reader on the bound's sample, every core against one: what the bound's
+linear scaling assumes), naive and tuned. A column shows the tuned pipeline when it also
+does the model's input step on the host (float32, 3 channels, normalised). It asserts
+nothing; `--json FILE` writes every figure. The synthetic data set and its conversions are
+kept in --work-dir and reused.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +32,7 @@ from tabulate import tabulate
 
 from bench.input.pipelines import PipelineOptions, Source, build_dataset, decoder_name
 from bench.input.preprocess import to_model_input
-from bench.measure.bound import STAGES, StageTimes, bound_figures, cores, time_stages
+from bench.measure.bound import SAMPLE, STAGES, StageTimes, bound_figures, cores, time_stages
 from bench.measure.formats import BOUND_SLACK, DECODING_TARGET, FORMATS, RAW_TARGET, Format, prepare
 from bench.measure.probe import probe
 from bench.measure.sustained import reader_alone
@@ -131,6 +134,7 @@ HEADERS = [
     "bound CPU / tuned CPU per image",
     "reader alone, every core img/s",
     "tuned / reader alone",
+    "core scaling (rounds)",
 ]
 STAGE_HEADERS = ["format", *STAGES, "stages' sum ms/image", "bound CPU ms/image"]
 # tuned: the default decoder (on the host where it can, bench.input.host_decode, in decode
@@ -146,7 +150,12 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
 
     The bound's stage timing goes first: its warm-up also warms the page cache.
     """
-    figures: dict[str, Any] = {"stage_times": StageTimes(), ROUND_BOUNDS: [], READER: []}
+    figures: dict[str, Any] = {
+        "stage_times": StageTimes(),
+        ROUND_BOUNDS: [],
+        READER: [],
+        SCALING: [],
+    }
     figures.update({kind: [] for kind in KINDS})
     for round_index in range(args.rounds):
         # Each round's own timings are kept too: the host drifts between rounds.
@@ -158,6 +167,15 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
         alone = _reader_alone(source, args)
         figures[READER].append(alone)
         _progress(round_index, READER, alone["images_per_sec"])
+        scaling = _core_scaling(source, args)
+        figures[SCALING].append(scaling)
+        if scaling["core_scaling"] is not None:
+            print(
+                f"  round {round_index + 1}: core scaling on the bound's sample: "
+                f"{scaling['core_scaling']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
         for kind in KINDS:
             result = probe(
                 _dataset(source, kind, args),
@@ -173,6 +191,7 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
 
 READER = "reader alone"
 ROUND_BOUNDS = "bound_images_per_sec_rounds"
+SCALING = "core scaling"
 
 
 def _reader_alone(source: Source, args: argparse.Namespace) -> dict[str, Any]:
@@ -189,6 +208,33 @@ def _reader_alone(source: Source, args: argparse.Namespace) -> dict[str, Any]:
         processes=args.cores,
         warmup_batches=args.warmup_batches,
     )
+
+
+def _core_scaling(source: Source, args: argparse.Namespace) -> dict[str, Any]:
+    """The reader on the bound's sample (in cache) in one process, then in one per core:
+    every core's images/s over `cores` x one core's. The bound scales one core's cost by
+    the cores, as if they scaled linearly; below 1 they do not here (shared caches and
+    memory bandwidth, lower clocks with more cores busy, vCPUs that are SMT siblings on
+    the host), and no pipeline can make up that part of its gap to the bound."""
+    from bench.input import host_decode
+
+    if not host_decode.available() or args.cores < 2:
+        why = "no host decoder here (OpenCV missing)" if args.cores >= 2 else "one core"
+        return {"core_scaling": None, "why": why}
+    settings = {
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "seconds": args.seconds / 2,  # a tight loop over images in cache: steady sooner
+        "warmup_batches": args.warmup_batches,
+        "sample": SAMPLE,
+    }
+    one = reader_alone(source, processes=1, **settings)["images_per_sec"]
+    every = reader_alone(source, processes=args.cores, **settings)["images_per_sec"]
+    return {
+        "one_core_images_per_sec": one,
+        "every_core_images_per_sec": every,
+        "core_scaling": _ratio(every, one * args.cores if one else None),
+    }
 
 
 def _dataset(source: Source, kind: str, args: argparse.Namespace) -> Any:
@@ -236,6 +282,8 @@ def summarise(
     naive = _best(figures["naive"])["images_per_sec"]
     tuned = _best(figures["tuned"])["images_per_sec"]
     alone = _best(figures[READER])
+    scaling = [round_["core_scaling"] for round_ in figures[SCALING]]
+    scaled = [ratio for ratio in scaling if ratio is not None]
     return {
         "format": fmt.name,
         "naive_images_per_sec": naive,
@@ -271,6 +319,10 @@ def summarise(
             _ratio(round_["images_per_sec"], round_bound)
             for round_, round_bound in zip(figures["tuned"], round_bounds, strict=True)
         ],
+        # The reader on the bound's sample, every core against one core x cores, per round:
+        # how far this machine's cores fall short of the linear scaling the bound assumes.
+        "core_scaling_rounds": scaling,
+        "core_scaling": statistics.median(scaled) if scaled else None,
         "target_tuned_over_bound": fmt.target,
     }
 
@@ -304,6 +356,7 @@ def _row(summary: dict[str, Any]) -> list[Any]:
         summary["bound_over_tuned_cpu"],
         summary["reader_alone_images_per_sec"],
         summary["tuned_over_reader_alone"],
+        " ".join("n/a" if r is None else f"{r:.2f}" for r in summary["core_scaling_rounds"]),
     ]
 
 

@@ -67,15 +67,19 @@ def reader_alone(
     processes: int,
     warmup_batches: int = 3,
     seed: int = 0,
+    sample: int | None = None,
 ) -> dict[str, Any]:
     """The reader's images/s in `processes` processes at once over `source` (a
-    bench.input.sources.Source), and its CPU seconds per image; every process's figures.
+    bench.input.sources.Source), or over its first `sample` examples only (the bound's
+    sample: bench.measure.bound), and its CPU seconds per image; every process's figures.
     Raises RuntimeError naming the process that failed, with its stderr."""
     from bench.input.host_decode import batch_source, examples
 
     if processes < 1:
         raise ValueError(f"processes must be at least 1, not {processes}")
-    source_ids, records = examples(source)
+    if sample is not None and sample < 1:
+        raise ValueError(f"sample must be at least 1 example, not {sample}")
+    source_ids, records = (found[:sample] for found in examples(source))
     spec = batch_source(source, image_size)
     with tempfile.TemporaryDirectory(prefix="chexbench-reader-") as logs:
         started = [_start(index, logs) for index in range(processes)]
