@@ -354,14 +354,9 @@ def _resize_candidates(image_size: int) -> list[Candidate]:
         for image in images:
             height, width = image.shape
             scale = (width / image_size, 0.0, 0.0, 0.0, height / image_size, 0.0)
-            picture = Image.fromarray(image)
-            resized.append(
-                np.asarray(
-                    picture.transform(
-                        size, Image.Transform.AFFINE, scale, Image.Resampling.BILINEAR
-                    )
-                )
-            )
+            affine, bilinear = Image.Transform.AFFINE, Image.Resampling.BILINEAR
+            picture = Image.fromarray(image).transform(size, affine, scale, bilinear)
+            resized.append(np.asarray(picture))
         return resized
 
     found = [

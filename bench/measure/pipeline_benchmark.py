@@ -150,13 +150,8 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
 
     The bound's stage timing goes first: its warm-up also warms the page cache.
     """
-    figures: dict[str, Any] = {
-        "stage_times": StageTimes(),
-        ROUND_BOUNDS: [],
-        READER: [],
-        SCALING: [],
-    }
-    figures.update({kind: [] for kind in KINDS})
+    figures: dict[str, Any] = {"stage_times": StageTimes()}
+    figures.update({key: [] for key in (ROUND_BOUNDS, READER, SCALING, *KINDS)})
     for round_index in range(args.rounds):
         # Each round's own timings are kept too: the host drifts between rounds.
         timed = time_stages(source, image_size=args.image_size)
@@ -169,13 +164,7 @@ def measure(source: Source, args: argparse.Namespace) -> dict[str, Any]:
         _progress(round_index, READER, alone["images_per_sec"])
         scaling = _core_scaling(source, args)
         figures[SCALING].append(scaling)
-        if scaling["core_scaling"] is not None:
-            print(
-                f"  round {round_index + 1}: core scaling on the bound's sample: "
-                f"{scaling['core_scaling']:.2f}",
-                file=sys.stderr,
-                flush=True,
-            )
+        _progress(round_index, "core scaling on the bound's sample", scaling["core_scaling"], "")
         for kind in KINDS:
             result = probe(
                 _dataset(source, kind, args),
@@ -261,9 +250,9 @@ def _options(kind: str, args: argparse.Namespace) -> PipelineOptions:
     )
 
 
-def _progress(round_index: int, what: str, images_per_sec: float | None) -> None:
-    rate = "no rate" if images_per_sec is None else f"{images_per_sec:.1f} images/s"
-    print(f"  round {round_index + 1}: {what}: {rate}", file=sys.stderr, flush=True)
+def _progress(round_index: int, what: str, value: float | None, unit: str = " images/s") -> None:
+    figure = "n/a" if value is None else f"{value:.2f}{unit}"
+    print(f"  round {round_index + 1}: {what}: {figure}", file=sys.stderr, flush=True)
 
 
 def _best(samples: list[dict[str, Any]]) -> dict[str, Any]:
