@@ -396,9 +396,10 @@ def test_decode_processes_take_whole_batches_of_at_least_the_chunk() -> None:
     def chunk(**options: int) -> int:
         return host_chunk(source, PipelineOptions(kind="tuned", **options))
 
-    assert chunk(batch_size=64, decode_processes=2) == HOST_CHUNK_IMAGES == 256
-    assert chunk(batch_size=100, decode_processes=2) == 300  # whole batches
+    assert chunk(batch_size=64, decode_processes=2) == HOST_CHUNK_IMAGES == 512
+    assert chunk(batch_size=100, decode_processes=2) == 600  # whole batches
     assert chunk(batch_size=512, decode_processes=2) == 512
-    assert chunk(batch_size=8, decode_processes=2) == 4 * 8 == HOST_CHUNK_BATCHES * 8  # bursts
+    assert chunk(batch_size=1024, decode_processes=2) == 1024
+    assert chunk(batch_size=8, decode_processes=2) == 8 * 8 == HOST_CHUNK_BATCHES * 8  # bursts
     assert chunk(batch_size=64, decode_processes=2, decode_chunk=64) == 64
     assert chunk(batch_size=64, decode_processes=0) == 64  # in threads: a batch per call
