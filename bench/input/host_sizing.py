@@ -53,11 +53,13 @@ def decode_processes(source: Source, options: PipelineOptions) -> int:
 # Measured (256 px JPEG records, batch 64, 2 cores, interleaved rounds of 3 s): the
 # training process's CPU per image 20-22 us in calls of one batch, 10-13 in calls of 256
 # images; 256 -> 512 images: -2.3 us [-2.9, -1.8], images/s x1.031 [1.004, 1.058] (16
-# rounds). The price is shared memory: 7 slots of 25.7 MB per worker at 224 px.
+# rounds). The price is shared memory: decode_pool's SLOTS_PER_PROCESS +
+# LEASED_SLOTS_PER_PROCESS (7) slots of a chunk per worker, 25.7 MB each at 224 px.
 HOST_CHUNK_IMAGES = 512
 # Batches per call, at most: a call's batches arrive at once, and a consumer timing its
 # steps sees bursts of that many (the default sweep's batches of 8 in calls of 256 images:
-# its tuned pipeline cell's step times had a coefficient of variation of 604 %, naive's 23 %).
+# its tuned pipeline cell's step times had a coefficient of variation of 604 %, naive's 23 %;
+# in bursts of 8 its interval is +-10 % over 960 steps, +-47 % over 480).
 HOST_CHUNK_BATCHES = 8
 
 
