@@ -31,12 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.contract.noise import CV_REPEATS_NOISY, CV_STEPS_NOISY, cv
+
 CONFIDENCE = 0.95
 FACTOR = 0.05  # differences under 5% are not called, however tight their interval
 MIN_RANK_SAMPLES = 5  # below this, a rank test cannot reach p < 0.05 on both sides anyway
 P_THRESHOLD = 0.05
-CV_STEPS_NOISY = 0.10  # coefficient of variation of a run's steps above which it is noisy
-CV_REPEATS_NOISY = 0.05  # ... of a cell's repeats' rates
 MIN_REPEATS_T = 3
 MIN_STEPS = 4  # batch means need at least 2 batches of 2 steps
 MAX_BATCHES = 10
@@ -155,14 +155,6 @@ def batch_means_estimate(series: Sequence[float], batches: int | None = None) ->
         f"batch means ({means.size} batches of {len(series) // means.size} steps)",
         tuple(means),
     )
-
-
-def cv(values: Sequence[float]) -> float | None:
-    """Coefficient of variation (sample sd / mean); None for fewer than 2 values."""
-    array = np.asarray(values, dtype=float)
-    if array.size < 2 or not array.mean() > 0:
-        return None
-    return float(array.std(ddof=1) / array.mean())
 
 
 def cell_estimate(

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.contract.noise import CV_REPEATS_NOISY, cv
 from bench.input.pipelines import PipelineOptions, build_dataset, raw_source, tfrecord_source
 from bench.measure import bound
 
@@ -204,6 +205,11 @@ def test_the_benchmark_writes_every_figure_the_issue_names(tmp_path: Path) -> No
     round_bounds = row["bound_images_per_sec_rounds"]
     assert len(round_bounds) == 2 and all(rate > 0 for rate in round_bounds)
     assert row["bound_images_per_sec"] >= max(round_bounds) * (1 - 1e-9)
+    # The bound's spread over rounds is the run's noise flag, by the report's rule.
+    assert row["bound_cv_rounds"] == pytest.approx(cv(round_bounds))
+    assert row["noisy"] is (row["bound_cv_rounds"] > CV_REPEATS_NOISY)
+    assert "bound CV (rounds)" in done.stdout
+    assert ("NOISY: " in done.stdout) is row["noisy"]
     assert row["tuned_over_round_bound"] == pytest.approx(
         [
             tuned["images_per_sec"] / rate

@@ -137,6 +137,37 @@ def test_the_rate_runs_from_stall_to_stall_so_a_burst_made_before_is_not_counted
     assert smooth.images_per_sec == pytest.approx(steady, rel=0.15)
 
 
+def test_a_timed_window_spans_enough_bursts_within_its_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past `min_seconds`, a bursty pipeline is measured on until its window holds
+    MIN_STALLS stalls (each end of the rate's window can be off by a burst), but for no
+    more than MAX_WINDOW_FACTOR x min_seconds."""
+    from bench.measure import probe as probe_module
+
+    period_s, min_seconds = 0.05, 0.1  # 2 bursts of 4 batches in min_seconds
+    monkeypatch.setattr(probe_module, "MIN_STALLS", 6)
+    monkeypatch.setattr(probe_module, "MAX_WINDOW_FACTOR", 10.0)  # a cap of 1 s: not reached
+    result = probe(
+        _bursty_dataset(period_s, 4), batch_size=4, batches=4, warmup_batches=1,
+        min_seconds=min_seconds,
+    )  # fmt: skip
+    assert probe_module.stall_count(result.batch_s) >= 6
+    assert result.measured_s is not None and result.measured_s >= 5 * period_s
+    assert result.measured_s < 0.75  # ended by its stalls (6 bursts: ~0.3 s), not the cap
+    monkeypatch.setattr(probe_module, "MIN_STALLS", 10_000)  # never reached: the cap ends it
+    monkeypatch.setattr(probe_module, "MAX_WINDOW_FACTOR", 4.0)
+    capped = probe(
+        _bursty_dataset(period_s, 4), batch_size=4, batches=4, warmup_batches=1,
+        min_seconds=min_seconds,
+    )  # fmt: skip
+    cap_s = probe_module.MAX_WINDOW_FACTOR * min_seconds
+    assert capped.measured_s is not None and cap_s <= capped.measured_s < cap_s + 0.25
+    # Without min_seconds, a window is `batches` long, bursts or not (bench.run's cells).
+    plain = probe(_bursty_dataset(period_s, 4), batch_size=4, batches=8, warmup_batches=0)
+    assert plain.batches == 8
+
+
 def test_probe_reports_a_dataset_that_ends_early(synth_root: Path) -> None:
     source = raw_source(synth_root, "val")  # 19 images: batches of 8, 8, 3
     options = PipelineOptions(

@@ -11,9 +11,11 @@ for the decoding formats, >= 0.5 for raw uint8 records). Each probe lasts at lea
 pipeline's own decoding on every core, no tf.data; tuned / it is what tf.data adds), the
 core scaling (that reader on the bound's sample, every core against one: what the bound's
 linear scaling assumes), naive and tuned. A column shows the tuned pipeline when it also
-does the model's input step on the host (float32, 3 channels, normalised). It asserts
-nothing; `--json FILE` writes every figure. The synthetic data set and its conversions are
-kept in --work-dir and reused.
+does the model's input step on the host (float32, 3 channels, normalised). A row whose
+bound, timed afresh each round, varied by more than the report's noise threshold (the
+coefficient of variation of repeats, bench.contract.noise) is flagged NOISY: the machine's
+speed moved during the run. It asserts nothing; `--json FILE` writes every figure. The
+synthetic data set and its conversions are kept in --work-dir and reused.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from typing import Any
 
 from tabulate import tabulate
 
+from bench.contract.noise import CV_REPEATS_NOISY, cv
 from bench.input.pipelines import PipelineOptions, Source, build_dataset, decoder_name
 from bench.input.preprocess import to_model_input
-from bench.measure.bound import SAMPLE, STAGES, StageTimes, bound_figures, cores, time_stages
+from bench.measure import benchmark_table as table
+from bench.measure.bound import SAMPLE, StageTimes, bound_figures, cores, time_stages
 from bench.measure.formats import BOUND_SLACK, DECODING_TARGET, FORMATS, RAW_TARGET, Format, prepare
-from bench.measure.probe import probe
+from bench.measure.probe import MAX_WINDOW_FACTOR, MIN_STALLS, probe
 from bench.measure.sustained import reader_alone
 
 
@@ -82,19 +86,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures = measure(source, args)
         summary = summarise(fmt, source, figures, args)
         details.append({**summary, "dataset": source.description, "rounds": figures})
-        rows.append(_row(summary))
-        stage_rows.append(_stage_row(summary))
+        rows.append(table.row(summary))
+        stage_rows.append(table.stage_row(summary))
     load_after = os.getloadavg()
     print(machine_line(args))
     print(f"load average (1, 5, 15 min): before {_load(load_before)}, after {_load(load_after)}")
-    print(tabulate(rows, headers=HEADERS, tablefmt="github", floatfmt=".2f"))
+    print(tabulate(rows, headers=table.HEADERS, tablefmt="github", floatfmt=".2f"))
+    note = table.noise_note(details)
+    if note:
+        print(note)
     print()
     print(
         "CPU ms per image of each stage, fastest implementation; the stages' sum counts flip "
         "at half (half the images are mirrored) and leaves batch out; the bound takes it, or "
         "decode, resize and flip run one image at a time where that is cheaper:"
     )
-    print(tabulate(stage_rows, headers=STAGE_HEADERS, tablefmt="github", floatfmt=".3f"))
+    print(tabulate(stage_rows, headers=table.STAGE_HEADERS, tablefmt="github", floatfmt=".3f"))
     print()
     for summary in details:
         names = ", ".join(f"{k}: {v}" for k, v in summary["stage_implementation"].items())
@@ -117,26 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-HEADERS = [
-    "format",
-    "naive img/s",
-    "tuned img/s",
-    "bound img/s",
-    "tuned / bound",
-    "(rounds)",
-    "target",
-    "met",
-    "naive / bound",
-    "tuned first batch s",
-    "tuned, host decoder in threads img/s",
-    "tuned, TensorFlow decoder img/s",
-    "tuned, normalised on host img/s",
-    "bound CPU / tuned CPU per image",
-    "reader alone, every core img/s",
-    "tuned / reader alone",
-    "core scaling (rounds)",
-]
-STAGE_HEADERS = ["format", *STAGES, "stages' sum ms/image", "bound CPU ms/image"]
 # tuned: the default decoder (on the host where it can, bench.input.host_decode, in decode
 # processes); tuned-threads: the host decoder in the pipeline's own threads;
 # tuned-tensorflow: TensorFlow's ops; +host: the model's normalisation run by tf.data too.
@@ -273,6 +260,7 @@ def summarise(
     alone = _best(figures[READER])
     scaling = [round_["core_scaling"] for round_ in figures[SCALING]]
     scaled = [ratio for ratio in scaling if ratio is not None]
+    bound_cv = cv([rate for rate in round_bounds if rate])
     return {
         "format": fmt.name,
         "naive_images_per_sec": naive,
@@ -304,6 +292,10 @@ def summarise(
         # Each round's bound from its own stage timings (the bound above takes the fastest
         # of every round's), and the tuned rate over it: how far the host drifted.
         ROUND_BOUNDS: round_bounds,
+        # The bound is one workload timed the same way each round: when its rate moves
+        # between rounds, the machine's speed moved, and every ratio to it with it.
+        "bound_cv_rounds": bound_cv,
+        "noisy": bound_cv is not None and bound_cv > CV_REPEATS_NOISY,
         "tuned_over_round_bound": [
             _ratio(round_["images_per_sec"], round_bound)
             for round_, round_bound in zip(figures["tuned"], round_bounds, strict=True)
@@ -314,49 +306,6 @@ def summarise(
         "core_scaling": statistics.median(scaled) if scaled else None,
         "target_tuned_over_bound": fmt.target,
     }
-
-
-def _row(summary: dict[str, Any]) -> list[Any]:
-    ratio = summary["tuned_over_bound"]
-    target = summary["target_tuned_over_bound"]
-    if ratio is None:
-        met = "n/a"
-    elif ratio > BOUND_SLACK:
-        met = "BOUND WRONG"
-    else:
-        met = "yes" if ratio >= target else "no"
-    rounds = " ".join(
-        "n/a" if r is None else f"{r:.2f}" for r in summary["tuned_over_bound_rounds"]
-    )
-    return [
-        summary["format"],
-        summary["naive_images_per_sec"],
-        summary["tuned_images_per_sec"],
-        summary["bound_images_per_sec"],
-        ratio,
-        rounds,
-        f">= {target:.2f}, <= {BOUND_SLACK:.2f}",
-        met,
-        summary["naive_over_bound"],
-        summary["tuned_first_batch_s"],
-        summary["tuned_threads_images_per_sec"],
-        summary["tuned_tensorflow_images_per_sec"],
-        summary["tuned_host_normalised_images_per_sec"],
-        summary["bound_over_tuned_cpu"],
-        summary["reader_alone_images_per_sec"],
-        summary["tuned_over_reader_alone"],
-        " ".join("n/a" if r is None else f"{r:.2f}" for r in summary["core_scaling_rounds"]),
-    ]
-
-
-def _stage_row(summary: dict[str, Any]) -> list[Any]:
-    costs = summary["stage_cpu_s_per_image"]
-    return [
-        summary["format"],
-        *(costs[stage] * 1000 for stage in STAGES),
-        summary["stages_cpu_s_per_image"] * 1000,
-        summary["bound_cpu_s_per_image"] * 1000,
-    ]
 
 
 def _cpu_per_image(probed: dict[str, Any]) -> float | None:
@@ -381,7 +330,8 @@ def machine_line(args: argparse.Namespace) -> str:
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPU cores, "
         f"TensorFlow {tf.__version__}; {args.images} synthetic {args.source_size}px images "
         f"(train split), model input {args.image_size}px, batch {args.batch_size}, "
-        f"at least {args.batches} batches and {args.seconds:g} s after {args.warmup_batches} "
+        f"at least {args.batches} batches and {args.seconds:g} s (then on to {MIN_STALLS} "
+        f"stalls, up to {MAX_WINDOW_FACTOR * args.seconds:g} s) after {args.warmup_batches} "
         f"warm-up batches, best of {args.rounds} interleaved rounds; bound: fastest "
         f"single-threaded stage costs x {args.cores} cores"
     )
