@@ -52,30 +52,37 @@ def test_probe_excludes_and_records_the_warm_up() -> None:
 
 
 def test_process_cpu_of_a_short_window_is_not_counted_in_ticks() -> None:
-    # Each batch burns 4 ms of CPU: 16 ms over the window, which 10 ms ticks read as 10 or 20.
-    spin_s, batches = 0.004, 4
+    # Each batch burns 4-4.6 ms of CPU: 16-18.4 ms over the window, which 10 ms ticks read
+    # as 10 or 20. The spin differs by 0.3 ms a batch from one probe to the next, so that
+    # the three readings cannot all land on whole ticks by chance (all three once read
+    # 19.8-20.1 ms, 16 ms spun plus this machine's overhead that day).
+    batches = 4
 
-    def busy() -> Iterator[np.ndarray]:
-        for _ in range(batches + 1):
-            start = time.thread_time()
-            while time.thread_time() - start < spin_s:
-                pass
-            yield np.zeros((4, 8, 8, 1), np.uint8)
+    def dataset_spinning(spin_s: float) -> tf.data.Dataset:
+        def busy() -> Iterator[np.ndarray]:
+            for _ in range(batches + 1):
+                start = time.thread_time()
+                while time.thread_time() - start < spin_s:
+                    pass
+                yield np.zeros((4, 8, 8, 1), np.uint8)
 
-    # No prefetch: each batch's spin happens when the probe asks for it, inside its window.
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    options.experimental_optimization.inject_prefetch = False
-    dataset = tf.data.Dataset.from_generator(
-        busy, output_signature=tf.TensorSpec([4, 8, 8, 1], tf.uint8)
-    ).with_options(options)
+        # No prefetch: each batch's spin happens when the probe asks for it, in its window.
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        options.experimental_optimization.inject_prefetch = False
+        return tf.data.Dataset.from_generator(
+            busy, output_signature=tf.TensorSpec([4, 8, 8, 1], tf.uint8)
+        ).with_options(options)
+
     readings = []
-    for _ in range(3):
-        result = probe(dataset, batch_size=4, batches=batches, warmup_batches=0)
-        readings.append(result.process_cpu_pct / 100 * result.measured_s)
-    # Never less than the spun CPU (ticks read 10 ms), never far more (TensorFlow's own
-    # threads add some), and not always a whole number of 10 ms ticks.
-    assert all(spin_s * batches * 0.95 <= cpu_s <= spin_s * batches + 0.05 for cpu_s in readings)
+    for spin_s in (0.004, 0.0043, 0.0046):
+        result = probe(dataset_spinning(spin_s), batch_size=4, batches=batches, warmup_batches=0)
+        cpu_s = result.process_cpu_pct / 100 * result.measured_s
+        # Never less than the spun CPU (ticks read 10 ms), never far more (TensorFlow's
+        # own threads add some).
+        assert spin_s * batches * 0.95 <= cpu_s <= spin_s * batches + 0.05, (spin_s, cpu_s)
+        readings.append(cpu_s)
+    # And not always a whole number of 10 ms ticks.
     assert any(abs(cpu_s / 0.01 - round(cpu_s / 0.01)) > 0.02 for cpu_s in readings), readings
 
 
