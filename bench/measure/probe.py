@@ -210,11 +210,17 @@ def _window_short(measured: list[tuple[float, int]], start: float, min_seconds: 
 
 
 def stall_count(times: list[float]) -> int:
-    """Batches the consumer waited for: at least STALL_SHARE of the mean batch time."""
+    """How many batches of `times` the consumer waited for (see _stalls)."""
+    return len(_stalls(times))
+
+
+def _stalls(times: list[float]) -> list[int]:
+    """Indices of the batches the consumer waited for: at least STALL_SHARE of the mean
+    batch time."""
     if not times:
-        return 0
+        return []
     threshold = STALL_SHARE * sum(times) / len(times)
-    return sum(1 for seconds in times if seconds >= threshold)
+    return [index for index, seconds in enumerate(times) if seconds >= threshold]
 
 
 def rate_span(measured: list[tuple[float, int]], measured_s: float) -> tuple[int, float, str]:
@@ -226,8 +232,7 @@ def rate_span(measured: list[tuple[float, int]], measured_s: float) -> tuple[int
     whole = (sum(count for _, count in measured), measured_s, WHOLE_WINDOW)
     if len(times) < 3:
         return whole
-    threshold = STALL_SHARE * sum(times) / len(times)
-    stalls = [index for index, seconds in enumerate(times) if seconds >= threshold]
+    stalls = _stalls(times)
     if len(stalls) < 2 or stalls[-1] - stalls[0] < len(times) // 2:
         return whole
     first, last = stalls[0] + 1, stalls[-1]
