@@ -45,12 +45,12 @@ def met(summary: dict[str, Any]) -> str:
         verdict = "BOUND WRONG"
     else:
         verdict = "yes" if ratio >= summary["target_tuned_over_bound"] else "no"
-    return f"{verdict}, {NOISY}" if summary.get("noisy") else verdict
+    return f"{verdict}, {NOISY}" if summary["noisy"] else verdict
 
 
 def noise_note(summaries: list[dict[str, Any]]) -> str | None:
     """The line under the table that says which rows were noisy and what that means."""
-    noisy = [summary["format"] for summary in summaries if summary.get("noisy")]
+    noisy = [summary["format"] for summary in summaries if summary["noisy"]]
     if not noisy:
         return None
     return (
@@ -66,7 +66,7 @@ def row(summary: dict[str, Any]) -> list[Any]:
     rounds = " ".join(
         "n/a" if r is None else f"{r:.2f}" for r in summary["tuned_over_bound_rounds"]
     )
-    spread = summary.get("bound_cv_rounds")
+    spread = summary["bound_cv_rounds"]
     return [
         summary["format"],
         summary["naive_images_per_sec"],
